@@ -1,0 +1,135 @@
+"""Storage URLs: the embedded default, masking passwords, and opening Optuna's RDB storage."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hpo.errors import StorageError, UsageError
+
+if TYPE_CHECKING:
+    import optuna
+    from sqlalchemy.engine import URL
+
+_logger = logging.getLogger(__name__)
+
+DEFAULT_STORAGE_URL = "sqlite:///hpo.db"
+STORAGE_ENV_VAR = "HPO_STORAGE"
+
+# How long a client waits for a PostgreSQL server before giving up, in seconds.
+_CONNECT_TIMEOUT_S = 10
+# How long SQLite waits for another writer's lock before raising "database is locked", in
+# seconds. The launcher is the only writer of its study, so this covers a dashboard's or a
+# second launcher's short transactions.
+_SQLITE_BUSY_TIMEOUT_S = 30
+# One launcher runs every database call from one thread, so a small pool is enough.
+_POOL_SIZE = 2
+_MAX_OVERFLOW = 2
+
+
+def resolve_storage_url(flag: str | None, from_study_file: str | None = None) -> str:
+    """Pick the storage URL: the flag, then the study file, then $HPO_STORAGE, then the default."""
+    for candidate in (flag, from_study_file, os.environ.get(STORAGE_ENV_VAR)):
+        if candidate:
+            return candidate
+    return DEFAULT_STORAGE_URL
+
+
+def mask_url(url: str) -> str:
+    """Return the URL with its password replaced by ``***``, for logs, tables and errors."""
+    try:
+        parsed = _parse(url)
+    except UsageError:
+        # An unparsable URL cannot be masked field by field, so hide everything after "://".
+        scheme, separator, _ = url.partition("://")
+        return f"{scheme}://***" if separator else "***"
+    return parsed.render_as_string(hide_password=True)
+
+
+def open_storage(url: str, *, create: bool = True) -> optuna.storages.RDBStorage:
+    """Open Optuna's RDB storage at `url`, creating its tables unless `create` is false.
+
+    Raises `StorageError` naming the masked URL when the database cannot be reached, and for a
+    SQLite file that does not exist when `create` is false, so read-only commands never leave
+    an empty database file behind.
+    """
+    import optuna
+    import sqlalchemy.exc
+
+    parsed = _parse(url)
+    engine_kwargs: dict[str, object]
+
+    if parsed.get_backend_name() == "sqlite":
+        engine_kwargs = {"connect_args": {"timeout": _SQLITE_BUSY_TIMEOUT_S}}
+        _prepare_sqlite(parsed, create=create)
+    else:
+        engine_kwargs = {
+            "pool_pre_ping": True,
+            "pool_size": _POOL_SIZE,
+            "max_overflow": _MAX_OVERFLOW,
+        }
+        if parsed.get_backend_name() == "postgresql":
+            engine_kwargs["connect_args"] = {"connect_timeout": _CONNECT_TIMEOUT_S}
+
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    except sqlalchemy.exc.OperationalError as e:
+        reason = str(e.orig).strip().splitlines()[0] if e.orig is not None else str(e)
+        raise StorageError(
+            f"cannot reach the database at {mask_url(url)} (host {parsed.host or 'local'}): "
+            f"{reason}. Check that the server is running and the URL is right "
+            f"(--storage or ${STORAGE_ENV_VAR})."
+        ) from e
+    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError) as e:
+        raise UsageError(f"invalid storage URL {mask_url(url)}: {e}") from e
+    except ModuleNotFoundError as e:
+        raise UsageError(
+            f"the database driver for {mask_url(url)} is not installed: {e.name}. "
+            "Use postgresql+psycopg2:// for PostgreSQL."
+        ) from e
+
+
+def _parse(url: str) -> URL:
+    import sqlalchemy.exc
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url)
+    except sqlalchemy.exc.ArgumentError as e:
+        raise UsageError(
+            f"invalid storage URL {url.partition('://')[0]}://***: expected a SQLAlchemy URL "
+            "such as sqlite:///hpo.db or postgresql+psycopg2://user@host:5432/db"
+        ) from e
+
+
+def _prepare_sqlite(parsed: URL, *, create: bool) -> None:
+    database = parsed.database
+    if not database or database == ":memory:":
+        raise UsageError(
+            "an in-memory SQLite storage loses the study when hpo exits; "
+            "give a file, such as sqlite:///hpo.db"
+        )
+
+    path = Path(database)
+    if not path.exists():
+        if not create:
+            raise StorageError(
+                f"no study database at {path.resolve()}; pass --storage or set "
+                f"${STORAGE_ENV_VAR} to the database the study was launched with"
+            )
+        if not path.parent.is_dir():
+            raise StorageError(
+                f"cannot create the SQLite database {path}: folder {path.parent} does not exist"
+            )
+
+    # Write-ahead logging lets readers such as optuna-dashboard read while the launcher
+    # writes. The mode is stored in the database file, so setting it once is enough.
+    if create:
+        try:
+            with sqlite3.connect(path, timeout=_SQLITE_BUSY_TIMEOUT_S) as connection:
+                connection.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.Error as e:
+            raise StorageError(f"cannot open the SQLite database {path}: {e}") from e
