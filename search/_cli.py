@@ -1,0 +1,287 @@
+"""The ``hpo`` command line.
+
+Each verb gathers its flags, calls a function in `hpo.search` or `hpo.storage`, and renders
+the result. Errors derived from `HpoError` become a one-line message and the exit status of
+their class in one place, `_reports_errors`; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal, ParamSpec
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hpo.errors import HpoError
+
+if TYPE_CHECKING:
+    from hpo.search._spec import StudySpec
+
+_logger = logging.getLogger(__name__)
+
+_stdout = Console()
+_stderr = Console(stderr=True)
+_debug = False
+# Optuna's own log format: "[I 2026-12-04 10:00:00,123] Trial 0 finished with value: ...".
+_P = ParamSpec("_P")
+_LOG_FORMAT = "[%(levelname).1s %(asctime)s] %(message)s"
+
+
+def _reports_errors(command: Callable[_P, None]) -> Callable[_P, None]:
+    """Turn an `HpoError` from `command` into its message on stderr and its class's exit status.
+
+    Every verb is wrapped in this, so it is the one place where errors meet the user.
+    """
+
+    @functools.wraps(command)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> None:
+        try:
+            command(*args, **kwargs)
+        except HpoError as e:
+            if _debug:
+                raise
+            _stderr.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(e.exit_code) from e
+
+    return wrapper
+
+
+app = typer.Typer(
+    name="hpo",
+    help="Hyperparameter search: Optuna studies in a database, trials on Ray workers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+StudyFileArgument = Annotated[
+    Path, typer.Argument(help="The study file (YAML).", show_default=False)
+]
+StorageOption = Annotated[
+    str | None,
+    typer.Option(
+        "--storage",
+        help="Database URL, such as sqlite:///hpo.db or postgresql+psycopg2://user@host/db. "
+        "Defaults to the study file's study.storage, then $HPO_STORAGE, then sqlite:///hpo.db.",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+VerboseOption = Annotated[
+    int, typer.Option("--verbose", "-v", count=True, help="Log more; repeat for debug logs.")
+]
+DebugOption = Annotated[
+    bool, typer.Option("--debug", help="Show the Python traceback of an error.")
+]
+
+
+def main() -> None:
+    """Run the ``hpo`` console script."""
+    app()
+
+
+@app.command()
+@_reports_errors
+def validate(
+    study_file: StudyFileArgument,
+    verbose: VerboseOption = 0,
+    debug: DebugOption = False,
+) -> None:
+    """Check a study file and print what it asks for; write nothing."""
+    _configure(verbose, debug)
+    from hpo.search._loader import load_spec
+
+    spec = load_spec(study_file)
+    _stdout.print(
+        f"{study_file}: valid. Study {spec.study.name!r}, objective {spec.objective.name}, "
+        f"{len(spec.space)} parameters, sampler {spec.sampler.type}, pruner {spec.pruner.type}, "
+        f"{_describe_budget(spec)}.",
+        markup=False,
+        highlight=False,
+    )
+
+
+@app.command()
+@_reports_errors
+def launch(
+    study_file: StudyFileArgument,
+    storage: StorageOption = None,
+    n_trials: Annotated[
+        int | None,
+        typer.Option(
+            "--n-trials",
+            min=1,
+            help="Total number of trials for the study, over every launch; "
+            "overrides budget.n_trials.",
+            show_default=False,
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="Address of a Ray cluster to join; overrides cluster.address. "
+            "Without one, a local cluster starts.",
+            show_default=False,
+        ),
+    ] = None,
+    verbose: VerboseOption = 0,
+    debug: DebugOption = False,
+) -> None:
+    """Create the study, or continue it, and run trials until its budget is spent."""
+    _configure(verbose, debug)
+    from hpo.search._launcher import launch as run_launch
+    from hpo.search._loader import load_spec
+    from hpo.search._progress import LiveProgress, render_summary
+    from hpo.storage import resolve_storage_url
+
+    spec = load_spec(study_file)
+    storage_url = resolve_storage_url(storage, spec.study.storage)
+    with LiveProgress(_stderr) as progress:
+        result = run_launch(
+            spec,
+            storage_url=storage_url,
+            spec_path=study_file,
+            n_trials=n_trials,
+            ray_address=ray_address,
+            progress=progress,
+        )
+
+    render_summary(_stdout, result)
+    if result.interrupted:
+        _stderr.print(
+            "Launch cancelled; the cancelled trials are recorded as failed. Continue with:\n"
+            f"  {_continue_command(study_file, storage)}",
+            markup=False,
+            highlight=False,
+        )
+        raise typer.Exit(130)
+    if result.ran == 0:
+        _stdout.print("No trials were run: the study's budget is already spent.")
+
+
+@app.command()
+@_reports_errors
+def status(
+    study: Annotated[
+        str | None,
+        typer.Argument(help="A study name; without one, every study in the storage."),
+    ] = None,
+    storage: StorageOption = None,
+    as_json: JsonOption = False,
+    verbose: VerboseOption = 0,
+    debug: DebugOption = False,
+) -> None:
+    """Show trial counts and best values of one study or of every study in the storage."""
+    _configure(verbose, debug)
+    from hpo.search._reports import study_status
+    from hpo.storage import mask_url, open_storage, resolve_storage_url
+
+    storage_url = resolve_storage_url(storage)
+    rows = study_status(open_storage(storage_url, create=False), study, mask_url(storage_url))
+    if as_json:
+        _stdout.print_json(json.dumps(rows))
+        return
+
+    table = Table(title=f"Studies in {mask_url(storage_url)}")
+    for column in ("study", "direction", "complete", "pruned", "failed", "running", "best"):
+        table.add_column(
+            column, justify="right" if column not in ("study", "direction") else "left"
+        )
+    for row in rows:
+        best = row["best_value"]
+        table.add_row(
+            str(row["study"]),
+            ",".join(row["directions"]),
+            str(row["complete"]),
+            str(row["pruned"]),
+            str(row["failed"]),
+            str(row["running"]),
+            "-" if best is None else f"{best:.6g} (trial {row['best_trial']})",
+        )
+    _stdout.print(table)
+
+
+@app.command()
+@_reports_errors
+def best(
+    study: Annotated[str, typer.Argument(help="The study name.", show_default=False)],
+    storage: StorageOption = None,
+    output_format: Annotated[
+        Literal["yaml", "json"],
+        typer.Option("--format", help="Output format of the parameters."),
+    ] = "yaml",
+    verbose: VerboseOption = 0,
+    debug: DebugOption = False,
+) -> None:
+    """Print the best trial's parameters, ready to paste into training code."""
+    _configure(verbose, debug)
+    import yaml
+
+    from hpo.search._reports import best_parameters
+    from hpo.storage import mask_url, open_storage, resolve_storage_url
+
+    storage_url = resolve_storage_url(storage)
+    result = best_parameters(open_storage(storage_url, create=False), study, mask_url(storage_url))
+    if output_format == "json":
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    else:
+        sys.stdout.write(yaml.safe_dump(result, sort_keys=False))
+
+
+def _configure(verbose: int, debug: bool) -> None:
+    """Set up logging for a command: hpo's and Optuna's records go to stderr.
+
+    On a terminal the records go through Rich, so they scroll above the live progress display;
+    elsewhere they are plain lines in Optuna's own format, so logs of both tools grep alike.
+    """
+    import optuna
+    from rich.logging import RichHandler
+
+    global _debug
+    _debug = debug
+
+    handler: logging.Handler
+    if _stderr.is_terminal:
+        handler = RichHandler(
+            console=_stderr, show_time=False, show_level=False, show_path=False, markup=False
+        )
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("hpo").setLevel(logging.DEBUG if verbose >= 2 or debug else logging.INFO)
+
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
+    optuna.logging.set_verbosity(logging.INFO if verbose >= 1 else logging.WARNING)
+
+
+def _describe_budget(spec: StudySpec) -> str:
+    parts = []
+    if spec.budget.n_trials is not None:
+        parts.append(f"{spec.budget.n_trials} trials")
+    if spec.budget.timeout is not None:
+        parts.append(f"at most {spec.budget.timeout:g} s")
+    parts.append(f"{spec.resources.parallelism} at once")
+    return ", ".join(parts)
+
+
+def _continue_command(study_file: Path, storage: str | None) -> str:
+    from hpo.storage import mask_url
+
+    command = f"hpo launch {study_file}"
+    if storage:
+        command += f" --storage '{mask_url(storage)}'"
+    return command

@@ -1,0 +1,631 @@
+"""The launcher: one process that owns a study and runs its trials on Ray workers.
+
+The launcher is the only process that writes to the study. It asks Optuna for a trial,
+suggests the search space's parameters on it, and hands them to a worker actor. While the
+objective runs, the worker's events come back through `TrialWorker.exchange`: the launcher
+writes each intermediate value, asks the study's own pruner whether to stop, answers
+define-by-run ``suggest_*`` calls, and finally tells Optuna the result. All database calls
+happen on the launcher's main thread, so SQLite sees one writer and the number of database
+connections does not grow with the number of parallel trials.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Protocol
+
+from hpo.errors import ClusterError, UsageError
+from hpo.search._messages import (
+    Completed,
+    Event,
+    Failed,
+    Pruned,
+    Reply,
+    Report,
+    SetUserAttr,
+    Started,
+    Suggest,
+)
+
+if TYPE_CHECKING:
+    import optuna
+    import ray
+
+    from hpo.search._spec import StudySpec
+
+_logger = logging.getLogger(__name__)
+
+# How long the main loop waits for a worker event before it looks at time limits, Ctrl-C and
+# the progress display again, in seconds.
+_POLL_INTERVAL_S = 0.2
+# User attributes that hpo writes on each trial, besides the objective's own.
+ATTR_FAIL_REASON = "fail_reason"
+ATTR_WORKER_HOST = "worker_host"
+ATTR_GPU_IDS = "gpu_ids"
+ATTR_DURATION_S = "duration_s"
+ATTR_RETRY_OF = "retry_of"
+# System attribute on a failed trial whose parameters were enqueued again: the budget does not
+# count it, because the retry takes its place.
+SYSTEM_ATTR_RETRIED = "hpo:retried"
+
+
+class ProgressSink(Protocol):
+    """Receives the launch's state after every change; the CLI renders it."""
+
+    def update(self, state: LaunchState) -> None: ...
+
+
+class _NullProgress:
+    def update(self, state: LaunchState) -> None:
+        pass
+
+
+@dataclass
+class LaunchState:
+    """Counts of the study's trials as the launcher sees them, for the progress display."""
+
+    study_name: str
+    n_trials: int | None
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+    running: int = 0
+    waiting: int = 0
+    best_value: float | None = None
+    best_trial: int | None = None
+    started_at: float = field(default_factory=time.monotonic)
+    deadline: float | None = None
+    stopping: bool = False
+
+    @property
+    def finished(self) -> int:
+        return self.complete + self.pruned + self.failed
+
+
+@dataclass
+class LaunchResult:
+    """What a launch did: the study, the trials it ran and why it stopped."""
+
+    study: optuna.Study
+    storage_url: str
+    created: bool
+    ran: int
+    state: LaunchState
+    interrupted: bool = False
+
+
+@dataclass
+class _ActiveTrial:
+    trial: optuna.Trial
+    worker: Any
+    started_at: float
+    pending: Any = None
+    running: bool = False
+
+
+def launch(
+    spec: StudySpec,
+    *,
+    storage_url: str,
+    spec_path: Path | None = None,
+    n_trials: int | None = None,
+    ray_address: str | None = None,
+    progress: ProgressSink | None = None,
+) -> LaunchResult:
+    """Create or continue the study of `spec` and run trials until its budget is spent.
+
+    Every check that can fail on the user's input runs before anything is written to the
+    database: the objective imports, its arguments and dataset are valid, the storage is
+    reachable.
+    """
+    import optuna
+
+    from hpo.objectives import check_objective
+    from hpo.search._samplers import build_pruner, build_sampler
+    from hpo.search._spec import render_study_name
+    from hpo.storage import mask_url, open_storage
+
+    progress = progress or _NullProgress()
+    search_paths = _objective_search_paths(spec_path)
+    sys.path[:0] = [p for p in search_paths if p not in sys.path]
+    check_objective(spec.objective.name, spec.objective.args)
+
+    study_name = render_study_name(spec.study.name, datetime.now())
+    total = n_trials if n_trials is not None else spec.budget.n_trials
+    storage = open_storage(storage_url)
+    created = _study_is_new(storage, study_name)
+    if not created:
+        existing = optuna.load_study(study_name=study_name, storage=storage)
+        _check_directions(existing, spec)
+        if total is not None and _budget_left(existing, total) <= 0:
+            _logger.info(
+                "Study %r already has %d of %d trials; nothing to run. "
+                "Pass --n-trials with a higher total to run more.",
+                study_name,
+                _counted_trials(existing),
+                total,
+            )
+            state = LaunchState(study_name=study_name, n_trials=total)
+            _count_trials(existing, state)
+            return LaunchResult(existing, storage_url, created, ran=0, state=state)
+
+    with _ray_cluster(ray_address or spec.cluster.address):
+        _check_cluster_resources(spec)
+        study = optuna.create_study(
+            storage=storage,
+            study_name=study_name,
+            directions=spec.directions,
+            sampler=build_sampler(spec),
+            pruner=build_pruner(spec),
+            load_if_exists=True,
+        )
+        if created:
+            _initialize_study(study, spec)
+        _logger.info(
+            "%s study %r in %s: sampler %s, pruner %s, %s trials, %s at once",
+            "Created" if created else "Continuing",
+            study_name,
+            mask_url(storage_url),
+            type(study.sampler).__name__,
+            type(study.pruner).__name__,
+            total if total is not None else "unlimited",
+            spec.resources.parallelism,
+        )
+
+        state = LaunchState(study_name=study_name, n_trials=total)
+        if spec.budget.timeout is not None:
+            state.deadline = state.started_at + spec.budget.timeout
+        runner = _TrialRunner(spec, study, state, progress, total, search_paths)
+        with _sigint_counter() as sigints:
+            runner.run(sigints)
+
+    _count_trials(study, state)
+    progress.update(state)
+    return LaunchResult(
+        study, storage_url, created, ran=runner.started, state=state, interrupted=runner.cancelled
+    )
+
+
+class _TrialRunner:
+    """The main loop: keeps up to `parallelism` trials running and handles their events."""
+
+    def __init__(
+        self,
+        spec: StudySpec,
+        study: optuna.Study,
+        state: LaunchState,
+        progress: ProgressSink,
+        total: int | None,
+        search_paths: list[str],
+    ) -> None:
+        self._spec = spec
+        self._study = study
+        self._state = state
+        self._progress = progress
+        self._total = total
+        self._search_paths = search_paths
+        self._idle_workers: list[Any] = []
+        self._n_workers = 0
+        self._active: dict[Any, _ActiveTrial] = {}
+        self.started = 0
+        self.cancelled = False
+
+    def run(self, sigints: Callable[[], int]) -> None:
+        import ray
+
+        while True:
+            if sigints() >= 2:
+                self._cancel_all("cancelled by a second Ctrl-C")
+                self.cancelled = True
+                return
+            if sigints() == 1 and not self._state.stopping:
+                self._state.stopping = True
+                _logger.warning(
+                    "Ctrl-C: no new trials; waiting for %d running trials. "
+                    "Press Ctrl-C again to cancel them.",
+                    len(self._active),
+                )
+
+            self._fill_slots()
+            if not self._active:
+                return
+
+            pending = [active.pending for active in self._active.values()]
+            ready, rest = ray.wait(pending, num_returns=1, timeout=_POLL_INTERVAL_S)
+            if ready and rest:
+                more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+                ready += more
+            for ref in ready:
+                self._handle(ref)
+            self._enforce_trial_timeout()
+            self._refresh_counts()
+
+    def _fill_slots(self) -> None:
+        while (
+            not self._state.stopping
+            and len(self._active) < self._spec.resources.parallelism
+            and not self._past_deadline()
+            and (self._total is None or _budget_left(self._study, self._total) > 0)
+        ):
+            self._start_trial()
+
+    def _past_deadline(self) -> bool:
+        deadline = self._state.deadline
+        if deadline is not None and time.monotonic() >= deadline:
+            if not self._state.stopping:
+                _logger.info("Reached budget.timeout; no new trials.")
+            self._state.stopping = True
+            return True
+        return False
+
+    def _start_trial(self) -> None:
+        from hpo.search._space import suggest_params
+
+        trial = self._study.ask()
+        params = suggest_params(trial, self._spec.space)
+        worker = self._acquire_worker()
+        worker.start.remote(trial.number, params)
+        pending = worker.exchange.remote(None)
+        self._active[pending] = _ActiveTrial(trial, worker, time.monotonic(), pending)
+        self.started += 1
+        self._refresh_counts()
+
+    def _acquire_worker(self) -> Any:
+        import ray
+
+        from hpo.search._worker import TrialWorker
+
+        if self._idle_workers:
+            return self._idle_workers.pop()
+
+        resources = self._spec.resources
+        actor_class = ray.remote(TrialWorker)
+        self._n_workers += 1
+        return actor_class.options(
+            num_cpus=resources.cpus,
+            num_gpus=resources.gpus,
+        ).remote(self._spec.objective.name, self._spec.objective.args, self._search_paths)
+
+    def _handle(self, ref: ray.ObjectRef[list[Event]]) -> None:
+        import ray
+        import ray.exceptions
+
+        active = self._active.pop(ref)
+        try:
+            events = ray.get(ref)
+        except ray.exceptions.RayActorError as e:
+            self._fail_worker_died(active, e)
+            return
+        except ray.exceptions.RayTaskError as e:
+            self._finish_failed(active, f"the worker raised an error: {e}")
+            self._release_worker(active.worker)
+            return
+
+        reply: Reply | None = None
+        for event in events:
+            if isinstance(event, (Completed, Pruned, Failed)):
+                self._finish(active, event)
+                self._release_worker(active.worker)
+                return
+            reply = self._handle_event(active, event)
+
+        active.pending = active.worker.exchange.remote(reply)
+        self._active[active.pending] = active
+
+    def _handle_event(self, active: _ActiveTrial, event: Event) -> Reply | None:
+        trial = active.trial
+        if isinstance(event, Started):
+            active.running = True
+            trial.set_user_attr(ATTR_WORKER_HOST, event.hostname)
+            if event.gpu_ids:
+                trial.set_user_attr(ATTR_GPU_IDS, ",".join(event.gpu_ids))
+            return None
+        if isinstance(event, SetUserAttr):
+            trial.set_user_attr(event.key, event.value)
+            return None
+        if isinstance(event, Report):
+            return _answer(lambda: _report(trial, event))
+        if isinstance(event, Suggest):
+            return _answer(lambda: _suggest(trial, event))
+        raise AssertionError(f"unexpected event {event!r}")
+
+    def _finish(self, active: _ActiveTrial, event: Completed | Pruned | Failed) -> None:
+        from optuna.trial import TrialState
+
+        trial = active.trial
+        trial.set_user_attr(ATTR_DURATION_S, round(time.monotonic() - active.started_at, 3))
+        if isinstance(event, Failed):
+            self._finish_failed(active, event.summary)
+            return
+
+        if isinstance(event, Pruned):
+            frozen = self._study.tell(trial, state=TrialState.PRUNED)
+            message = f" {event.message}" if event.message else ""
+            _logger.info("Trial %d pruned.%s", frozen.number, message)
+            return
+
+        frozen = self._study.tell(trial, list(event.values))
+        if frozen.state == TrialState.COMPLETE:
+            _log_completed(self._study, frozen)
+        else:
+            _logger.warning("Trial %d ended %s.", frozen.number, frozen.state.name)
+
+    def _finish_failed(self, active: _ActiveTrial, reason: str) -> None:
+        from optuna.trial import TrialState
+
+        trial = active.trial
+        trial.set_user_attr(ATTR_FAIL_REASON, reason)
+        self._study.tell(trial, state=TrialState.FAIL)
+        last_line = reason.strip().splitlines()[-1] if reason.strip() else reason
+        _logger.warning(
+            "Trial %d failed with parameters: %s because of the following error: %s",
+            trial.number,
+            trial.params,
+            last_line,
+        )
+
+    def _fail_worker_died(self, active: _ActiveTrial, error: Exception) -> None:
+        """Fail a trial whose worker process died, and enqueue its parameters again."""
+        reason = f"the worker process died: {str(error).strip().splitlines()[0]}"
+        self._finish_failed(active, reason)
+        self._n_workers -= 1
+
+        trial = active.trial
+        retries = _retry_depth(self._study, trial.number)
+        if retries < self._spec.budget.max_retries:
+            self._study._storage.set_trial_system_attr(trial._trial_id, SYSTEM_ATTR_RETRIED, True)
+            self._study.enqueue_trial(
+                trial.params, user_attrs={ATTR_RETRY_OF: trial.number}, skip_if_exists=False
+            )
+            _logger.info(
+                "Trial %d: enqueued its parameters again (retry %d of %d).",
+                trial.number,
+                retries + 1,
+                self._spec.budget.max_retries,
+            )
+
+    def _enforce_trial_timeout(self) -> None:
+        import ray
+
+        limit = self._spec.budget.trial_timeout
+        if limit is None:
+            return
+
+        now = time.monotonic()
+        for ref, active in list(self._active.items()):
+            if now - active.started_at < limit:
+                continue
+            del self._active[ref]
+            ray.kill(active.worker)
+            self._n_workers -= 1
+            self._finish_failed(
+                active,
+                f"timed out after {limit:g} s (budget.trial_timeout); the worker was stopped",
+            )
+
+    def _cancel_all(self, reason: str) -> None:
+        import ray
+
+        for active in self._active.values():
+            ray.kill(active.worker)
+            self._finish_failed(active, reason)
+        self._active.clear()
+
+    def _release_worker(self, worker: Any) -> None:
+        self._idle_workers.append(worker)
+
+    def _refresh_counts(self) -> None:
+        _count_trials(self._study, self._state)
+        self._state.running = sum(1 for active in self._active.values() if active.running)
+        self._state.waiting = len(self._active) - self._state.running
+        self._progress.update(self._state)
+
+
+def _answer(call: Callable[[], Any]) -> Reply:
+    """Run a trial call for a worker and wrap its result, or its error, in a `Reply`."""
+    try:
+        return Reply(value=call())
+    except Exception as e:
+        return Reply(error=f"{type(e).__name__}: {e}")
+
+
+def _report(trial: optuna.Trial, event: Report) -> bool:
+    trial.report(event.value, event.step)
+    return trial.should_prune()
+
+
+def _suggest(trial: optuna.Trial, event: Suggest) -> Any:
+    if event.kind == "float":
+        return trial.suggest_float(
+            event.name,
+            float(event.low or 0),
+            float(event.high or 0),
+            step=event.step,
+            log=event.log,
+        )
+    if event.kind == "int":
+        return trial.suggest_int(
+            event.name,
+            int(event.low or 0),
+            int(event.high or 0),
+            step=int(event.step or 1),
+            log=event.log,
+        )
+    return trial.suggest_categorical(event.name, list(event.choices))
+
+
+def _log_completed(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
+    """Log a finished trial in the words of Optuna's own `study.optimize`."""
+    values = frozen.values or []
+    if len(values) > 1:
+        _logger.info(
+            "Trial %d finished with values: %s and parameters: %s.",
+            frozen.number,
+            values,
+            frozen.params,
+        )
+        return
+
+    best = study.best_trial
+    _logger.info(
+        "Trial %d finished with value: %s and parameters: %s. Best is trial %d with value: %s.",
+        frozen.number,
+        values[0],
+        frozen.params,
+        best.number,
+        best.value,
+    )
+
+
+def _study_is_new(storage: optuna.storages.BaseStorage, study_name: str) -> bool:
+    try:
+        storage.get_study_id_from_name(study_name)
+    except KeyError:
+        return True
+    return False
+
+
+def _initialize_study(study: optuna.Study, spec: StudySpec) -> None:
+    import optuna
+
+    metric_names = spec.metric_names
+    if metric_names and metric_names != ["value"]:
+        # Study.set_metric_names is marked experimental since Optuna 3.2 and still is in 5.1;
+        # the names only label values in the dashboard, so an interface change costs little.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(metric_names)
+    for key, value in spec.study.tags.items():
+        study.set_user_attr(key, value)
+    study.set_user_attr("objective", spec.objective.name)
+
+
+def _check_directions(study: optuna.Study, spec: StudySpec) -> None:
+    stored = [direction.name.lower() for direction in study.directions]
+    if stored != list(spec.directions):
+        raise UsageError(
+            f"study {study.study_name!r} exists with directions {stored}, but the study file "
+            f"asks for {list(spec.directions)}; rename the study or fix study.direction"
+        )
+
+
+def _counted_trials(study: optuna.Study) -> int:
+    """Count the trials that use up the budget: every trial except failures that were retried."""
+    from optuna.trial import TrialState
+
+    trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
+    return sum(
+        1
+        for trial in trials
+        if trial.state != TrialState.FAIL or not trial.system_attrs.get(SYSTEM_ATTR_RETRIED)
+    )
+
+
+def _budget_left(study: optuna.Study, total: int) -> int:
+    return total - _counted_trials(study)
+
+
+def _count_trials(study: optuna.Study, state: LaunchState) -> None:
+    from optuna.trial import TrialState
+
+    trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
+    state.complete = sum(1 for t in trials if t.state == TrialState.COMPLETE)
+    state.pruned = sum(1 for t in trials if t.state == TrialState.PRUNED)
+    state.failed = sum(1 for t in trials if t.state == TrialState.FAIL)
+
+    if len(study.directions) == 1 and state.complete:
+        best = study.best_trial
+        state.best_value = best.value
+        state.best_trial = best.number
+
+
+def _retry_depth(study: optuna.Study, number: int) -> int:
+    """Count how many retries led to trial `number` by following its ``retry_of`` chain."""
+    depth = 0
+    trials = study.get_trials(deepcopy=False)
+    by_number = {trial.number: trial for trial in trials}
+    current = by_number.get(number)
+    while current is not None and ATTR_RETRY_OF in current.user_attrs:
+        depth += 1
+        current = by_number.get(int(current.user_attrs[ATTR_RETRY_OF]))
+    return depth
+
+
+def _objective_search_paths(spec_path: Path | None) -> list[str]:
+    """Folders searched for a user's objective module: the current one and the study file's."""
+    paths = [str(Path.cwd())]
+    if spec_path is not None:
+        folder = str(spec_path.resolve().parent)
+        if folder not in paths:
+            paths.append(folder)
+    return paths
+
+
+@contextmanager
+def _ray_cluster(address: str | None) -> Iterator[None]:
+    """Join the Ray cluster at `address`, or start a local one; reuse one already joined."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+
+    try:
+        # A local cluster picks free ports itself, so it never takes Ray's default head port
+        # 6379, which another Redis on the machine may hold.
+        ray.init(address=address, include_dashboard=False, configure_logging=False)
+    except (ConnectionError, ValueError, RuntimeError) as e:
+        raise ClusterError(f"cannot join the Ray cluster at {address}: {e}") from e
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _check_cluster_resources(spec: StudySpec) -> None:
+    import ray
+
+    available = ray.cluster_resources()  # type: ignore[no-untyped-call]
+    resources = spec.resources
+    if resources.gpus > 0 and available.get("GPU", 0) < resources.gpus:
+        raise ClusterError(
+            f"each trial needs {resources.gpus:g} GPU, but the Ray cluster has "
+            f"{available.get('GPU', 0):g}; set resources.gpus: 0 to run on CPUs, or join a "
+            "cluster with GPUs (--ray-address)"
+        )
+    if available.get("CPU", 0) < resources.cpus:
+        raise ClusterError(
+            f"each trial needs {resources.cpus:g} CPUs, but the Ray cluster has "
+            f"{available.get('CPU', 0):g}; lower resources.cpus"
+        )
+
+
+@contextmanager
+def _sigint_counter() -> Iterator[Callable[[], int]]:
+    """Count Ctrl-C presses while the block runs, instead of raising KeyboardInterrupt."""
+    count = 0
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        nonlocal count
+        count += 1
+
+    try:
+        previous = signal.signal(signal.SIGINT, handle)
+    except ValueError:
+        # Signals can only be handled on the main thread; elsewhere Ctrl-C is not ours.
+        yield lambda: count
+        return
+    try:
+        yield lambda: count
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -1,0 +1,319 @@
+"""`hpo launch` against a real local Ray cluster and real SQLite and PostgreSQL databases.
+
+The objectives here are small user objectives written into a temporary folder next to the
+study file, as a user's own module would be, so the workers import them the way they import a
+user's code.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from hpo.search._cli import app
+
+OBJECTIVES = textwrap.dedent(
+    """
+    import time
+    from pathlib import Path
+
+    import optuna
+
+
+    def quadratic(trial):
+        x = trial.suggest_float("x", -10.0, 10.0)
+        for step in range(3):
+            trial.report((x - 2) ** 2 + 3 - step, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return (x - 2) ** 2
+
+
+    def from_space(trial, offset=0.0):
+        x = trial.params["x"]
+        kind = trial.suggest_categorical("kind", ["a", "b"])
+        trial.set_user_attr("kind_seen", kind)
+        return x + offset
+
+
+    def fails_for_negative(trial):
+        x = trial.suggest_float("x", -1.0, 1.0)
+        if x < 0:
+            raise ValueError(f"negative x={x}")
+        return x
+
+
+    def climbs_or_sinks(trial):
+        # Half the trials climb and half sink, so the median pruner stops the sinking ones.
+        good = trial.number % 2 == 0
+        for step in range(6):
+            trial.report(float(step if good else -step), step)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"stopped at step {step}")
+        return float(step if good else -step)
+
+
+    def waits_for_flag(trial, flag):
+        trial.report(0.5, 0)
+        deadline = time.monotonic() + 60
+        while not Path(flag).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return 1.0
+    """
+)
+
+
+def write_study(folder: Path, body: str) -> Path:
+    (folder / "user_objectives.py").write_text(OBJECTIVES)
+    path = folder / "study.yaml"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str] | object:
+    return CliRunner().invoke(app, list(args))
+
+
+def load(storage_url: str, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=storage_url)
+
+
+QUADRATIC_STUDY = """
+    study:
+      name: quadratic
+      direction: minimize
+    objective:
+      name: user_objectives:quadratic
+    sampler:
+      type: random
+      seed: 1
+    budget:
+      n_trials: 6
+    resources:
+      cpus: 1
+      parallelism: 2
+"""
+
+
+def test_launch_runs_budget_in_parallel(
+    ray_cluster: None, sqlite_url: str, tmp_path: Path
+) -> None:
+    study_file = write_study(tmp_path, QUADRATIC_STUDY)
+
+    result = CliRunner().invoke(app, ["launch", str(study_file), "--storage", sqlite_url])
+
+    assert result.exit_code == 0, result.output
+    study = load(sqlite_url, "quadratic")
+    states = [trial.state for trial in study.trials]
+    assert len(states) == 6
+    assert TrialState.RUNNING not in states
+    assert all(state in (TrialState.COMPLETE, TrialState.PRUNED) for state in states)
+    assert all("worker_host" in trial.user_attrs for trial in study.trials)
+    assert "database is locked" not in result.output
+
+
+def test_relaunch_runs_only_remaining_budget(
+    ray_cluster: None, sqlite_url: str, tmp_path: Path
+) -> None:
+    study_file = write_study(tmp_path, QUADRATIC_STUDY)
+    first = CliRunner().invoke(app, ["launch", str(study_file), "--storage", sqlite_url])
+    assert first.exit_code == 0, first.output
+
+    again = CliRunner().invoke(app, ["launch", str(study_file), "--storage", sqlite_url])
+    assert again.exit_code == 0, again.output
+    assert "nothing to run" in again.output
+    assert len(load(sqlite_url, "quadratic").trials) == 6
+
+    more = CliRunner().invoke(
+        app, ["launch", str(study_file), "--storage", sqlite_url, "--n-trials", "11"]
+    )
+    assert more.exit_code == 0, more.output
+    assert len(load(sqlite_url, "quadratic").trials) == 11
+
+
+def test_space_and_define_by_run_mix(ray_cluster: None, sqlite_url: str, tmp_path: Path) -> None:
+    study_file = write_study(
+        tmp_path,
+        """
+        study:
+          name: mixed
+          direction: maximize
+        objective:
+          name: user_objectives:from_space
+          args: {offset: 100.0}
+        space:
+          x: {type: int, low: 1, high: 3}
+        budget:
+          n_trials: 3
+        """,
+    )
+
+    result = CliRunner().invoke(app, ["launch", str(study_file), "--storage", sqlite_url])
+
+    assert result.exit_code == 0, result.output
+    for trial in load(sqlite_url, "mixed").trials:
+        assert trial.state == TrialState.COMPLETE
+        assert set(trial.params) == {"x", "kind"}
+        assert trial.value == trial.params["x"] + 100.0
+        assert trial.user_attrs["kind_seen"] == trial.params["kind"]
+
+
+def test_objective_errors_fail_only_their_trials(
+    ray_cluster: None, sqlite_url: str, tmp_path: Path
+) -> None:
+    study_file = write_study(
+        tmp_path,
+        """
+        study:
+          name: sometimes-fails
+          direction: maximize
+        objective:
+          name: user_objectives:fails_for_negative
+        sampler: {type: random, seed: 3}
+        budget:
+          n_trials: 10
+        resources:
+          parallelism: 2
+        """,
+    )
+
+    result = CliRunner().invoke(app, ["launch", str(study_file), "--storage", sqlite_url])
+
+    assert result.exit_code == 0, result.output
+    trials = load(sqlite_url, "sometimes-fails").trials
+    assert len(trials) == 10
+    failed = [trial for trial in trials if trial.state == TrialState.FAIL]
+    complete = [trial for trial in trials if trial.state == TrialState.COMPLETE]
+    assert failed, "the seed should give some negative x"
+    assert complete, "the seed should give some positive x"
+    for trial in failed:
+        assert trial.params["x"] < 0
+        assert "ValueError: negative x=" in trial.user_attrs["fail_reason"]
+    for trial in complete:
+        assert trial.params["x"] >= 0
+
+
+def test_median_pruner_prunes_sinking_trials(
+    ray_cluster: None, sqlite_url: str, tmp_path: Path
+) -> None:
+    study_file = write_study(
+        tmp_path,
+        """
+        study:
+          name: pruning
+          direction: maximize
+        objective:
+          name: user_objectives:climbs_or_sinks
+        pruner:
+          type: median
+          n_startup_trials: 2
+          n_warmup_steps: 1
+        budget:
+          n_trials: 8
+        """,
+    )
+
+    result = CliRunner().invoke(app, ["launch", str(study_file), "--storage", sqlite_url])
+
+    assert result.exit_code == 0, result.output
+    trials = load(sqlite_url, "pruning").trials
+    pruned = [trial for trial in trials if trial.state == TrialState.PRUNED]
+    assert pruned
+    for trial in pruned:
+        assert trial.number % 2 == 1
+        last_step = max(trial.intermediate_values)
+        assert 1 <= last_step < 5
+        assert trial.value == trial.intermediate_values[last_step]
+
+
+def test_intermediate_values_visible_while_running(
+    ray_cluster: None, sqlite_url: str, tmp_path: Path
+) -> None:
+    flag = tmp_path / "finish"
+    study_file = write_study(
+        tmp_path,
+        f"""
+        study:
+          name: live
+          direction: maximize
+        objective:
+          name: user_objectives:waits_for_flag
+          args: {{flag: "{flag}"}}
+        budget:
+          n_trials: 2
+        resources:
+          parallelism: 2
+        """,
+    )
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        outcome["result"] = CliRunner().invoke(
+            app, ["launch", str(study_file), "--storage", sqlite_url]
+        )
+
+    launcher = threading.Thread(target=run)
+    launcher.start()
+    try:
+        seen: list[optuna.trial.FrozenTrial] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(seen) < 2:
+            if Path(sqlite_url.removeprefix("sqlite:///")).exists():
+                try:
+                    trials = load(sqlite_url, "live").trials
+                except KeyError:
+                    trials = []
+                seen = [
+                    t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values
+                ]
+            time.sleep(0.1)
+    finally:
+        flag.touch()
+        launcher.join(timeout=120)
+
+    assert len(seen) == 2
+    assert all(trial.intermediate_values == {0: 0.5} for trial in seen)
+    result = outcome["result"]
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    assert all(t.state == TrialState.COMPLETE for t in load(sqlite_url, "live").trials)
+
+
+def test_launch_on_postgres_is_listed_by_optuna(
+    ray_cluster: None, postgres_url: str, tmp_path: Path
+) -> None:
+    study_file = write_study(tmp_path, QUADRATIC_STUDY)
+
+    result = CliRunner().invoke(app, ["launch", str(study_file), "--storage", postgres_url])
+
+    assert result.exit_code == 0, result.output
+    assert len(load(postgres_url, "quadratic").trials) == 6
+    optuna_cli = shutil.which("optuna", path=str(Path(sys.executable).parent))
+    assert optuna_cli is not None
+    listed = subprocess.run(
+        [optuna_cli, "studies", "--storage", postgres_url, "-f", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert '"quadratic"' in listed.stdout
+    assert '"n_trials": 6' in listed.stdout
+
+
+def test_gpus_without_gpu_in_cluster(ray_cluster: None, sqlite_url: str, tmp_path: Path) -> None:
+    study_file = write_study(
+        tmp_path, QUADRATIC_STUDY.replace("cpus: 1", "cpus: 1\n      gpus: 0.5")
+    )
+
+    result = CliRunner().invoke(app, ["launch", str(study_file), "--storage", sqlite_url])
+
+    assert result.exit_code == 1
+    assert result.output.startswith("error: each trial needs 0.5 GPU, but the Ray cluster has 0")
