@@ -138,7 +138,7 @@ def launch(
     progress = progress or _NullProgress()
     search_paths = _objective_search_paths(spec_path)
     sys.path[:0] = [p for p in search_paths if p not in sys.path]
-    check_objective(spec.objective.name, spec.objective.args)
+    check_objective(spec.objective.name, spec.objective.args, param_names=spec.space.keys())
 
     study_name = render_study_name(spec.study.name, datetime.now())
     total = n_trials if n_trials is not None else spec.budget.n_trials
@@ -255,9 +255,21 @@ class _TrialRunner:
             not self._state.stopping
             and len(self._active) < self._spec.resources.parallelism
             and not self._past_deadline()
+            and not self._grid_exhausted()
             and (self._total is None or _budget_left(self._study, self._total) > 0)
         ):
             self._start_trial()
+
+    def _grid_exhausted(self) -> bool:
+        from optuna.samplers import GridSampler
+
+        sampler = self._study.sampler
+        if isinstance(sampler, GridSampler) and sampler.is_exhausted(self._study):
+            if not self._state.stopping:
+                _logger.info("Every point of the grid has a trial; no new trials.")
+            self._state.stopping = True
+            return True
+        return False
 
     def _past_deadline(self) -> bool:
         deadline = self._state.deadline
@@ -376,14 +388,17 @@ class _TrialRunner:
 
     def _fail_worker_died(self, active: _ActiveTrial, error: Exception) -> None:
         """Fail a trial whose worker process died, and enqueue its parameters again."""
+        trial = active.trial
         reason = f"the worker process died: {str(error).strip().splitlines()[0]}"
+        retries = _retry_depth(self._study, trial.number)
+        retry = retries < self._spec.budget.max_retries
+        if retry:
+            # Marked before the trial finishes, because Optuna rejects writes to a finished trial.
+            self._study._storage.set_trial_system_attr(trial._trial_id, SYSTEM_ATTR_RETRIED, True)
         self._finish_failed(active, reason)
         self._n_workers -= 1
 
-        trial = active.trial
-        retries = _retry_depth(self._study, trial.number)
-        if retries < self._spec.budget.max_retries:
-            self._study._storage.set_trial_system_attr(trial._trial_id, SYSTEM_ATTR_RETRIED, True)
+        if retry:
             self._study.enqueue_trial(
                 trial.params, user_attrs={ATTR_RETRY_OF: trial.number}, skip_if_exists=False
             )
@@ -581,9 +596,10 @@ def _ray_cluster(address: str | None) -> Iterator[None]:
         return
 
     try:
-        # A local cluster picks free ports itself, so it never takes Ray's default head port
-        # 6379, which another Redis on the machine may hold.
-        ray.init(address=address, include_dashboard=False, configure_logging=False)
+        # "local" starts a new cluster even where $RAY_ADDRESS or an earlier `ray start` names
+        # one, because joining a cluster takes an explicit address. A local cluster picks free
+        # ports itself, so it never takes Ray's default head port 6379, which Redis may hold.
+        ray.init(address=address or "local", include_dashboard=False, configure_logging=False)
     except (ConnectionError, ValueError, RuntimeError) as e:
         raise ClusterError(f"cannot join the Ray cluster at {address}: {e}") from e
     try:

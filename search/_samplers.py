@@ -53,7 +53,9 @@ def build_sampler(spec: StudySpec) -> BaseSampler:
     if isinstance(sampler, NsgaIISamplerSpec):
         return samplers.NSGAIISampler(seed=sampler.seed, **options)
     if isinstance(sampler, GridSamplerSpec):
-        return samplers.GridSampler(grid_search_space(spec.space), seed=sampler.seed)
+        from hpo.search._grid import AskTellGridSampler
+
+        return AskTellGridSampler(grid_search_space(spec.space), seed=sampler.seed)
     if isinstance(sampler, QmcSamplerSpec):
         return samplers.QMCSampler(seed=sampler.seed, **options)
     raise TypeError(f"no sampler for {sampler!r}")

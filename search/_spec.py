@@ -847,7 +847,7 @@ class StudySpec(_Section):
         return self
 
     @property
-    def directions(self) -> list[str]:
+    def directions(self) -> list[Direction]:
         """The study's directions, one per objective, whichever key the file used."""
         if self.study.directions is not None:
             return list(self.study.directions)

@@ -17,8 +17,8 @@ import socket
 import sys
 import threading
 import traceback
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
 
 from hpo.search._messages import (
     Completed,
@@ -51,7 +51,7 @@ class WorkerTrial:
         self,
         number: int,
         params: Mapping[str, ParamValue],
-        send: Any,
+        send: Callable[..., Reply],
     ) -> None:
         self._number = number
         self._params = dict(params)
@@ -75,13 +75,13 @@ class WorkerTrial:
         self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
     ) -> float:
         value = self._suggest(Suggest(name, "float", low=low, high=high, step=step, log=log))
-        return float(value)
+        return float(cast("float", value))
 
     def suggest_int(
         self, name: str, low: int, high: int, *, step: int = 1, log: bool = False
     ) -> int:
         value = self._suggest(Suggest(name, "int", low=low, high=high, step=step, log=log))
-        return int(value)
+        return int(cast("int", value))
 
     def suggest_categorical(self, name: str, choices: Sequence[ParamValue]) -> ParamValue:
         return self._suggest(Suggest(name, "categorical", choices=tuple(choices)))

@@ -23,6 +23,8 @@ from hpo.search._cli import app
 
 OBJECTIVES = textwrap.dedent(
     """
+    import os
+    import signal
     import time
     from pathlib import Path
 
@@ -60,6 +62,22 @@ OBJECTIVES = textwrap.dedent(
             if trial.should_prune():
                 raise optuna.TrialPruned(f"stopped at step {step}")
         return float(step if good else -step)
+
+
+    def dies_once(trial, marker):
+        # The first trial kills its own worker process, as an out-of-memory kill would.
+        x = trial.suggest_float("x", 0.0, 1.0)
+        if not Path(marker).exists():
+            Path(marker).touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return x
+
+
+    def sleeps_when_told(trial, seconds):
+        slow = trial.suggest_categorical("slow", [True, False])
+        if slow:
+            time.sleep(seconds)
+        return 1.0
 
 
     def waits_for_flag(trial, flag):
@@ -317,3 +335,67 @@ def test_gpus_without_gpu_in_cluster(ray_cluster: None, sqlite_url: str, tmp_pat
 
     assert result.exit_code == 1
     assert result.output.startswith("error: each trial needs 0.5 GPU, but the Ray cluster has 0")
+
+
+def test_killed_worker_fails_trial_and_retries(
+    ray_cluster: None, sqlite_url: str, tmp_path: Path
+) -> None:
+    marker = tmp_path / "died"
+    study_file = write_study(
+        tmp_path,
+        f"""
+        study:
+          name: worker-dies
+        objective:
+          name: user_objectives:dies_once
+          args: {{marker: "{marker}"}}
+        budget:
+          n_trials: 3
+          max_retries: 1
+        """,
+    )
+
+    result = CliRunner().invoke(app, ["launch", str(study_file), "--storage", sqlite_url])
+
+    assert result.exit_code == 0, result.output
+    trials = load(sqlite_url, "worker-dies").trials
+    assert [trial.state for trial in trials] == [
+        TrialState.FAIL,
+        TrialState.COMPLETE,
+        TrialState.COMPLETE,
+        TrialState.COMPLETE,
+    ]
+    died, retry = trials[0], trials[1]
+    assert "the worker process died" in died.user_attrs["fail_reason"]
+    assert died.system_attrs["hpo:retried"] is True
+    assert retry.user_attrs["retry_of"] == 0
+    assert retry.params == died.params
+
+
+def test_trial_past_time_limit_fails(ray_cluster: None, sqlite_url: str, tmp_path: Path) -> None:
+    study_file = write_study(
+        tmp_path,
+        """
+        study:
+          name: slow-trials
+        objective:
+          name: user_objectives:sleeps_when_told
+          args: {seconds: 60}
+        sampler: {type: grid}
+        space:
+          slow: {type: categorical, choices: [true, false]}
+        budget:
+          n_trials: 2
+          trial_timeout: 1s
+        resources:
+          parallelism: 2
+        """,
+    )
+
+    result = CliRunner().invoke(app, ["launch", str(study_file), "--storage", sqlite_url])
+
+    assert result.exit_code == 0, result.output
+    trials = {trial.params["slow"]: trial for trial in load(sqlite_url, "slow-trials").trials}
+    assert trials[True].state == TrialState.FAIL
+    assert "timed out after 1 s" in trials[True].user_attrs["fail_reason"]
+    assert trials[False].state == TrialState.COMPLETE

@@ -10,6 +10,7 @@ from optuna.exceptions import ExperimentalWarning
 
 from hpo.search._loader import parse_spec
 from hpo.search._samplers import build_pruner, build_sampler, grid_search_space
+from hpo.search._space import suggest_params
 from hpo.search._spec import StudySpec
 
 BASE = """\
@@ -186,12 +187,18 @@ def test_grid_search_space_keeps_decimal_steps() -> None:
 def test_grid_runs_every_combination() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = spec_with("sampler:\n  type: grid\n")
-    study = optuna.create_study(sampler=build_sampler(spec))
+    sampler = build_sampler(spec)
+    study = optuna.create_study(sampler=sampler)
+    assert isinstance(sampler, optuna.samplers.GridSampler)
 
-    study.optimize(lambda trial: float(trial.suggest_int("n", 2, 8, step=3)), n_trials=40)
+    # The launcher's ask-and-tell loop: ask until the grid is exhausted.
+    while not sampler.is_exhausted(study):
+        trial = study.ask()
+        params = suggest_params(trial, spec.space)
+        study.tell(trial, float(params["n"]))  # type: ignore[arg-type]
 
-    # GridSampler stops the study once the 3 x 2 x 5 grid is done.
     assert len(study.trials) == 30
+    assert len({tuple(sorted(trial.params.items())) for trial in study.trials}) == 30
 
 
 def test_default_pruner_is_median() -> None:
