@@ -7,6 +7,7 @@ user's code.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
@@ -399,3 +401,73 @@ def test_trial_past_time_limit_fails(ray_cluster: None, sqlite_url: str, tmp_pat
     assert trials[True].state == TrialState.FAIL
     assert "timed out after 1 s" in trials[True].user_attrs["fail_reason"]
     assert trials[False].state == TrialState.COMPLETE
+
+
+def test_status_and_best_after_launch(ray_cluster: None, sqlite_url: str, tmp_path: Path) -> None:
+    study_file = write_study(tmp_path, QUADRATIC_STUDY)
+    launched = CliRunner().invoke(app, ["launch", str(study_file), "--storage", sqlite_url])
+    assert launched.exit_code == 0, launched.output
+    study = load(sqlite_url, "quadratic")
+
+    status = CliRunner().invoke(app, ["status", "--storage", sqlite_url, "--json"])
+    best = CliRunner().invoke(
+        app, ["best", "quadratic", "--storage", sqlite_url, "--format", "json"]
+    )
+
+    assert status.exit_code == 0, status.output
+    (row,) = json.loads(status.stdout)
+    assert row["study"] == "quadratic"
+    assert row["complete"] + row["pruned"] == 6
+    assert row["running"] == 0
+    assert row["best_value"] == study.best_value
+    assert best.exit_code == 0, best.output
+    assert json.loads(best.stdout) == {
+        "study": "quadratic",
+        "trial": study.best_trial.number,
+        "value": study.best_value,
+        "params": study.best_params,
+    }
+
+
+def test_builtin_cnn_on_digits(ray_cluster: None, sqlite_url: str, tmp_path: Path) -> None:
+    study_file = tmp_path / "digits.yaml"
+    study_file.write_text(
+        textwrap.dedent(
+            """
+            study:
+              name: digits-small
+              direction: maximize
+            objective:
+              name: cnn
+              args: {dataset: digits, epochs: 3, width: 8}
+            space:
+              lr: {type: float, low: 3.0e-3, high: 1.0e-2, log: true}
+              prune_amount: {type: float, low: 0.0, high: 0.5}
+            budget:
+              n_trials: 4
+            resources:
+              parallelism: 2
+            """
+        )
+    )
+
+    result = CliRunner().invoke(app, ["launch", str(study_file), "--storage", sqlite_url])
+
+    assert result.exit_code == 0, result.output
+    trials = load(sqlite_url, "digits-small").trials
+    assert len(trials) == 4
+    for trial in trials:
+        assert trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        assert set(trial.intermediate_values) <= {0, 1, 2}
+    complete = [trial for trial in trials if trial.state == TrialState.COMPLETE]
+    assert complete
+    for trial in complete:
+        # Three short epochs are enough to beat chance (0.1) by far, not to score well.
+        assert 0.25 < trial.value <= 1.0
+        assert trial.user_attrs["sparsity"] == pytest.approx(
+            trial.params["prune_amount"], abs=0.01
+        )
+        assert trial.user_attrs["nonzero_params"] > 0
+        assert trial.user_attrs["model_size_bytes"] > 0
+        assert trial.user_attrs["inference_ms"] > 0
+        assert trial.user_attrs["epochs_run"] == 3
