@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hpo.errors import HpoError
+from hpo.errors import HpoError, UsageError
 
 if TYPE_CHECKING:
     from hpo.search._spec import StudySpec
@@ -237,6 +237,140 @@ def best(
         sys.stdout.write(yaml.safe_dump(result, sort_keys=False))
 
 
+StudyNameArgument = Annotated[str, typer.Argument(help="The study name.", show_default=False)]
+
+
+@app.command()
+@_reports_errors
+def trials(
+    study: StudyNameArgument,
+    storage: StorageOption = None,
+    as_json: JsonOption = False,
+    verbose: VerboseOption = 0,
+    debug: DebugOption = False,
+) -> None:
+    """List a study's trials: state, values, parameters, duration and last reported step."""
+    _configure(verbose, debug)
+    from hpo.search._export import trial_rows
+    from hpo.search._reports import load_study
+    from hpo.storage import mask_url, open_storage, resolve_storage_url
+
+    storage_url = resolve_storage_url(storage)
+    loaded = load_study(open_storage(storage_url, create=False), study, mask_url(storage_url))
+    rows = trial_rows(loaded)
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+
+    table = Table(title=f"Trials of {study} in {mask_url(storage_url)}")
+    for column in ("number", "state", "value", "params", "duration", "last step"):
+        justify: Literal["left", "right"] = "left" if column in ("state", "params") else "right"
+        table.add_column(column, justify=justify)
+    for row in rows:
+        table.add_row(
+            str(row["number"]),
+            str(row["state"]),
+            _format_values(row["values"]),
+            _format_params(row["params"]),
+            "-" if row["duration_s"] is None else f"{row['duration_s']:.1f} s",
+            "-" if row["last_step"] is None else str(row["last_step"]),
+        )
+    _stdout.print(table)
+
+
+@app.command()
+@_reports_errors
+def export(
+    study: StudyNameArgument,
+    storage: StorageOption = None,
+    output_format: Annotated[
+        Literal["csv", "json"],
+        typer.Option(
+            "--format",
+            help="json contains everything that hpo import needs; csv is one row per trial, "
+            "for reading.",
+        ),
+    ] = "json",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="File to write; standard output without it.", show_default=False
+        ),
+    ] = None,
+    verbose: VerboseOption = 0,
+    debug: DebugOption = False,
+) -> None:
+    """Export a study's trials as JSON (for hpo import) or CSV."""
+    _configure(verbose, debug)
+    from hpo.search._export import export_study
+    from hpo.search._reports import load_study
+    from hpo.storage import mask_url, open_storage, resolve_storage_url
+
+    storage_url = resolve_storage_url(storage)
+    loaded = load_study(open_storage(storage_url, create=False), study, mask_url(storage_url))
+    text = export_study(loaded, output_format)
+    if out is None:
+        sys.stdout.write(text)
+        return
+
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"cannot write --out {out}: {e.strerror}") from e
+    _stdout.print(
+        f"Exported study {study!r} to {out}.", markup=False, highlight=False, soft_wrap=True
+    )
+
+
+@app.command("import")
+@_reports_errors
+def import_(
+    export_file: Annotated[
+        Path,
+        typer.Argument(
+            help="A JSON file written by hpo export --format json.", show_default=False
+        ),
+    ],
+    storage: StorageOption = None,
+    study: Annotated[
+        str | None,
+        typer.Option(
+            "--study",
+            help="Name of the new study; defaults to the exported study's name.",
+            show_default=False,
+        ),
+    ] = None,
+    verbose: VerboseOption = 0,
+    debug: DebugOption = False,
+) -> None:
+    """Import a JSON export into the storage as a new study, with every trial."""
+    _configure(verbose, debug)
+    from hpo.search._export import import_study, read_export
+    from hpo.search._reports import study_status
+    from hpo.storage import mask_url, open_storage, resolve_storage_url
+
+    exported = read_export(export_file)
+    storage_url = resolve_storage_url(storage)
+    target = open_storage(storage_url)
+    imported = import_study(
+        exported,
+        target,
+        source=str(export_file),
+        study_name=study,
+        masked_url=mask_url(storage_url),
+    )
+
+    (row,) = study_status(target, imported.study_name, mask_url(storage_url))
+    _stdout.print(
+        f"Imported study {imported.study_name!r} into {mask_url(storage_url)}: "
+        f"{len(exported.trials)} trials ({row['complete']} complete, {row['pruned']} pruned, "
+        f"{row['failed']} failed, {row['waiting']} waiting).",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 def _configure(verbose: int, debug: bool) -> None:
     """Set up logging for a command: hpo's and Optuna's records go to stderr.
 
@@ -285,3 +419,20 @@ def _continue_command(study_file: Path, storage: str | None) -> str:
     if storage:
         command += f" --storage '{mask_url(storage)}'"
     return command
+
+
+def _format_values(values: object) -> str:
+    if not isinstance(values, list):
+        return "-"
+    return ", ".join(
+        f"{value:.6g}" if isinstance(value, float) else str(value) for value in values
+    )
+
+
+def _format_params(params: object) -> str:
+    if not isinstance(params, dict):
+        return ""
+    return ", ".join(
+        f"{name}={value:.4g}" if isinstance(value, float) else f"{name}={value}"
+        for name, value in params.items()
+    )
