@@ -242,6 +242,46 @@ StudyNameArgument = Annotated[str, typer.Argument(help="The study name.", show_d
 
 @app.command()
 @_reports_errors
+def report(
+    study: StudyNameArgument,
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Folder to write report.html into, and the PNG files; created if missing.",
+            show_default=False,
+        ),
+    ],
+    storage: StorageOption = None,
+    png: Annotated[
+        bool,
+        typer.Option(
+            "--png", help="Also write each plot as a PNG file; needs Chrome or Chromium."
+        ),
+    ] = False,
+    verbose: VerboseOption = 0,
+    debug: DebugOption = False,
+) -> None:
+    """Write a self-contained HTML report of a study, with plots and the top trials."""
+    _configure(verbose, debug)
+    from hpo.search._report import write_report
+    from hpo.search._reports import load_study
+    from hpo.storage import mask_url, open_storage, resolve_storage_url
+
+    storage_url = resolve_storage_url(storage)
+    loaded = load_study(open_storage(storage_url, create=False), study, mask_url(storage_url))
+    written = write_report(loaded, out, png=png)
+
+    for plot in written.plots:
+        if plot.note is not None:
+            _stderr.print(f"{plot.title}: {plot.note}", markup=False, highlight=False)
+    _stdout.print(f"Wrote {written.html_path}", markup=False, highlight=False, soft_wrap=True)
+    for path in written.png_paths:
+        _stdout.print(f"Wrote {path}", markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+@_reports_errors
 def trials(
     study: StudyNameArgument,
     storage: StorageOption = None,
