@@ -242,6 +242,79 @@ StudyNameArgument = Annotated[str, typer.Argument(help="The study name.", show_d
 
 @app.command()
 @_reports_errors
+def dashboard(
+    study_file: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A study file; the dashboard serves its study.storage unless --storage is given.",
+            show_default=False,
+        ),
+    ] = None,
+    storage: StorageOption = None,
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host",
+            help="Address to listen on. The dashboard has no login, so any address other than "
+            "a loopback one needs an authenticating proxy in front.",
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[
+        int,
+        typer.Option(
+            "--port", min=0, max=65535, help="TCP port to listen on; 0 picks a free one."
+        ),
+    ] = 8080,
+    artifact_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--artifact-dir",
+            help="Folder of Optuna's filesystem artifact store, whose files the dashboard shows "
+            "on each trial. Defaults to hpo-artifacts beside the SQLite file, or in the current "
+            "folder for other databases.",
+            show_default=False,
+        ),
+    ] = None,
+    verbose: VerboseOption = 0,
+    debug: DebugOption = False,
+) -> None:
+    """Serve optuna-dashboard for the studies in the storage, until Ctrl-C."""
+    _configure(verbose, debug)
+    from hpo.search._dashboard import default_artifact_dir, exposure_warning, serve_dashboard
+    from hpo.storage import mask_url, open_storage, resolve_storage_url
+
+    from_study_file = None
+    if study_file is not None:
+        from hpo.search._loader import load_spec
+
+        from_study_file = load_spec(study_file).study.storage
+    storage_url = resolve_storage_url(storage, from_study_file)
+    opened = open_storage(storage_url, create=False)
+    artifacts = artifact_dir or default_artifact_dir(storage_url)
+
+    def announce(url: str) -> None:
+        warning = exposure_warning(host)
+        if warning is not None:
+            _stderr.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
+        _stdout.print(
+            f"optuna-dashboard for {mask_url(storage_url)} at {url}\n"
+            f"Artifacts in {artifacts.resolve()}. Press Ctrl-C to stop.",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    serve_dashboard(
+        opened,
+        host=host,
+        port=port,
+        artifact_dir=artifacts,
+        on_ready=announce,
+    )
+
+
+@app.command()
+@_reports_errors
 def report(
     study: StudyNameArgument,
     out: Annotated[
