@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +21,7 @@ _logger = logging.getLogger(__name__)
 
 DEFAULT_STORAGE_URL = "sqlite:///hpo.db"
 STORAGE_ENV_VAR = "HPO_STORAGE"
+APPLICATION_NAME = "hpo"
 
 # How long a client waits for a PostgreSQL server before giving up, in seconds.
 _CONNECT_TIMEOUT_S = 10
@@ -25,9 +29,15 @@ _CONNECT_TIMEOUT_S = 10
 # seconds. The launcher is the only writer of its study, so this covers a dashboard's or a
 # second launcher's short transactions.
 _SQLITE_BUSY_TIMEOUT_S = 30
-# One launcher runs every database call from one thread, so a small pool is enough.
+# A launcher makes every database call from one thread and holds at most one more connection
+# for the study lock, so it never needs more than 4 connections, whatever the parallelism.
 _POOL_SIZE = 2
 _MAX_OVERFLOW = 2
+# Advisory lock key for creating Optuna's tables: any fixed 64-bit number that no other
+# application of the database uses; this one spells "hpo-schm" in ASCII.
+_SCHEMA_LOCK_KEY = 0x68706F2D7363686D
+_SCHEMA_ATTEMPTS = 3
+MAX_CONNECTIONS = _POOL_SIZE + _MAX_OVERFLOW
 
 
 def resolve_storage_url(flag: str | None, from_study_file: str | None = None) -> str:
@@ -49,15 +59,24 @@ def mask_url(url: str) -> str:
     return parsed.render_as_string(hide_password=True)
 
 
-def open_storage(url: str, *, create: bool = True) -> optuna.storages.RDBStorage:
-    """Open Optuna's RDB storage at `url`, creating its tables unless `create` is false.
+def open_storage(
+    url: str,
+    *,
+    create: bool = True,
+    heartbeat_interval: int | None = None,
+    grace_period: int | None = None,
+) -> optuna.storages.RDBStorage:
+    """Open Optuna's RDB storage at `url`, with every call retried on transient errors.
 
-    Raises `StorageError` naming the masked URL when the database cannot be reached, and for a
-    SQLite file that does not exist when `create` is false, so read-only commands never leave
-    an empty database file behind.
+    Creates the tables unless `create` is false. `heartbeat_interval` and `grace_period`, in
+    seconds, turn on Optuna's trial heartbeats. Raises `StorageError` naming the masked URL when
+    the database cannot be reached, and for a SQLite file that does not exist when `create` is
+    false, so read-only commands never leave an empty database file behind.
     """
     import optuna
     import sqlalchemy.exc
+
+    from hpo.storage._rdb import ResilientRDBStorage
 
     parsed = _parse(url)
     engine_kwargs: dict[str, object]
@@ -72,10 +91,33 @@ def open_storage(url: str, *, create: bool = True) -> optuna.storages.RDBStorage
             "max_overflow": _MAX_OVERFLOW,
         }
         if parsed.get_backend_name() == "postgresql":
-            engine_kwargs["connect_args"] = {"connect_timeout": _CONNECT_TIMEOUT_S}
+            # The application name lets an operator find hpo's connections in pg_stat_activity.
+            engine_kwargs["connect_args"] = {
+                "connect_timeout": _CONNECT_TIMEOUT_S,
+                "application_name": APPLICATION_NAME,
+            }
 
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        # RDBStorage's heartbeat arguments are marked experimental since Optuna 2.9 and still
+        # are in 5.1. hpo depends on them for stale-trial recovery, and its tests pin the
+        # behaviour, so the warning would only confuse users.
+        with warnings.catch_warnings(), _schema_lock(parsed):
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            for attempt in range(1, _SCHEMA_ATTEMPTS + 1):
+                try:
+                    return ResilientRDBStorage(
+                        url,
+                        engine_kwargs=engine_kwargs,
+                        heartbeat_interval=heartbeat_interval,
+                        grace_period=grace_period,
+                    )
+                except sqlalchemy.exc.IntegrityError:
+                    # A client outside hpo (optuna-dashboard, plain Optuna) created the same
+                    # tables at the same moment; they exist now, so the next attempt passes.
+                    if attempt == _SCHEMA_ATTEMPTS:
+                        raise
+                    _logger.debug("Creating Optuna's tables raced with another client; again")
+            raise AssertionError("unreachable: the last attempt returns or raises")
     except sqlalchemy.exc.OperationalError as e:
         reason = str(e.orig).strip().splitlines()[0] if e.orig is not None else str(e)
         raise StorageError(
@@ -90,6 +132,40 @@ def open_storage(url: str, *, create: bool = True) -> optuna.storages.RDBStorage
             f"the database driver for {mask_url(url)} is not installed: {e.name}. "
             "Use postgresql+psycopg2:// for PostgreSQL."
         ) from e
+
+
+@contextmanager
+def _schema_lock(parsed: URL) -> Iterator[None]:
+    """Hold a PostgreSQL advisory lock while Optuna creates or checks its tables.
+
+    Optuna creates its tables and enum types without locking, so two launchers starting on an
+    empty database at once fail with a duplicate-key error on the second. Other backends need no
+    lock: SQLite serializes writers itself.
+    """
+    if parsed.get_backend_name() != "postgresql":
+        yield
+        return
+
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    engine = sqlalchemy.create_engine(
+        parsed, poolclass=NullPool, connect_args={"connect_timeout": _CONNECT_TIMEOUT_S}
+    )
+    try:
+        with engine.connect() as connection:
+            connection.execute(
+                sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": _SCHEMA_LOCK_KEY}
+            )
+            try:
+                yield
+            finally:
+                connection.execute(
+                    sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": _SCHEMA_LOCK_KEY}
+                )
+                connection.commit()
+    finally:
+        engine.dispose()
 
 
 def _parse(url: str) -> URL:
