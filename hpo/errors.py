@@ -31,9 +31,8 @@ class SpecError(UsageError):
     def __init__(self, path: str, problems: list[str]) -> None:
         self.path = path
         self.problems = problems
-        count = len(problems)
-        noun = "problem" if count == 1 else "problems"
-        super().__init__(f"invalid study file {path} ({count} {noun}):\n" + "\n".join(problems))
+        # One problem per line, so the first line of the message already names a problem.
+        super().__init__("\n".join(problems))
 
 
 class ObjectiveError(UsageError):

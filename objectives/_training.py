@@ -152,8 +152,7 @@ def train_and_prune(
         if trial.should_prune():
             trial.set_user_attr("epochs_run", epoch + 1)
             raise optuna.TrialPruned(
-                f"Trial {trial.number} pruned at epoch {epoch} with validation accuracy "
-                f"{accuracy:.4f}."
+                f"Stopped at epoch {epoch} with validation accuracy {accuracy:.4f}."
             )
 
     if config.prune_amount == 0:

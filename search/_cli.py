@@ -7,10 +7,12 @@ their class in one place, `_reports_errors`; ``--debug`` shows the traceback ins
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal, ParamSpec
@@ -46,9 +48,13 @@ def _reports_errors(command: Callable[_P, None]) -> Callable[_P, None]:
             command(*args, **kwargs)
         except HpoError as e:
             if _debug:
-                raise
+                _stderr.print(traceback.format_exc(), markup=False, highlight=False)
             _stderr.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(e.exit_code) from e
+        except KeyboardInterrupt as e:
+            # Ctrl-C outside the launcher's trial loop, such as while Ray starts.
+            _stderr.print("Interrupted.", markup=False, highlight=False)
+            raise typer.Exit(130) from e
 
     return wrapper
 
@@ -63,14 +69,15 @@ app = typer.Typer(
 )
 
 StudyFileArgument = Annotated[
-    Path, typer.Argument(help="The study file (YAML).", show_default=False)
+    Path, typer.Argument(help="The study file (YAML).", metavar="STUDY_FILE", show_default=False)
 ]
 StorageOption = Annotated[
     str | None,
     typer.Option(
         "--storage",
         help="Database URL, such as sqlite:///hpo.db or postgresql+psycopg2://user@host/db. "
-        "Defaults to the study file's study.storage, then $HPO_STORAGE, then sqlite:///hpo.db.",
+        "Defaults to study.storage of a study file given to the command, then $HPO_STORAGE, "
+        "then sqlite:///hpo.db.",
         show_default=False,
     ),
 ]
@@ -95,11 +102,13 @@ def validate(
     verbose: VerboseOption = 0,
     debug: DebugOption = False,
 ) -> None:
-    """Check a study file and print what it asks for; write nothing."""
+    """Check a study file, its objective and dataset; write nothing."""
     _configure(verbose, debug)
+    from hpo.search._launcher import check_spec
     from hpo.search._loader import load_spec
 
     spec = load_spec(study_file)
+    check_spec(spec, spec_path=study_file)
     _stdout.print(
         f"{study_file}: valid. Study {spec.study.name!r}, objective {spec.objective.name}, "
         f"{len(spec.space)} parameters, sampler {spec.sampler.type}, pruner {spec.pruner.type}, "
@@ -133,6 +142,14 @@ def launch(
             show_default=False,
         ),
     ] = None,
+    allow_space_change: Annotated[
+        bool,
+        typer.Option(
+            "--allow-space-change",
+            help="Continue a study even though the study file's search space differs from "
+            "the stored one.",
+        ),
+    ] = False,
     verbose: VerboseOption = 0,
     debug: DebugOption = False,
 ) -> None:
@@ -145,23 +162,32 @@ def launch(
 
     spec = load_spec(study_file)
     storage_url = resolve_storage_url(storage, spec.study.storage)
-    with LiveProgress(_stderr) as progress:
+    # Off a terminal, the live display would print only at the end, and the per-trial log
+    # lines already show the progress.
+    with LiveProgress(_stderr, enabled=_stderr.is_terminal) as progress:
         result = run_launch(
             spec,
             storage_url=storage_url,
             spec_path=study_file,
             n_trials=n_trials,
             ray_address=ray_address,
+            allow_space_change=allow_space_change,
             progress=progress,
         )
 
     render_summary(_stdout, result)
     if result.interrupted:
+        what = (
+            "the running trials were cancelled and recorded as failed; each is enqueued again"
+            if result.cancelled
+            else "the running trials finished"
+        )
         _stderr.print(
-            "Launch cancelled; the cancelled trials are recorded as failed. Continue with:\n"
-            f"  {_continue_command(study_file, storage)}",
+            f"Launch stopped by Ctrl-C: {what}. Continue the study with:\n"
+            f"  {_continue_command(study_file, storage, n_trials)}",
             markup=False,
             highlight=False,
+            soft_wrap=True,
         )
         raise typer.Exit(130)
     if result.ran == 0:
@@ -484,6 +510,66 @@ def import_(
     )
 
 
+storage_app = typer.Typer(
+    name="storage",
+    help="Check or upgrade the Optuna schema of a study database.",
+    no_args_is_help=True,
+)
+app.add_typer(storage_app)
+
+
+@storage_app.command("check")
+@_reports_errors
+def storage_check(
+    storage: StorageOption = None,
+    as_json: JsonOption = False,
+    verbose: VerboseOption = 0,
+    debug: DebugOption = False,
+) -> None:
+    """Show whether the database is reachable, its schema version and its number of studies."""
+    _configure(verbose, debug)
+    from hpo.storage import check_storage, resolve_storage_url
+
+    report = check_storage(resolve_storage_url(storage))
+    if as_json:
+        _stdout.print_json(
+            json.dumps(dataclasses.asdict(report) | {"up_to_date": report.up_to_date})
+        )
+        return
+
+    current = report.current_version or "none (empty database)"
+    verdict = "up to date" if report.up_to_date else "run `hpo storage upgrade`"
+    if report.current_version is None:
+        verdict = "the first launch creates the schema"
+    _stdout.print(
+        f"{report.url}: reachable; schema {current}, this Optuna writes {report.head_version} "
+        f"({verdict}); {report.studies} studies.",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@storage_app.command("upgrade")
+@_reports_errors
+def storage_upgrade(
+    storage: StorageOption = None,
+    verbose: VerboseOption = 0,
+    debug: DebugOption = False,
+) -> None:
+    """Upgrade the database's Optuna schema to the installed Optuna's version."""
+    _configure(verbose, debug)
+    from hpo.storage import mask_url, resolve_storage_url, upgrade_storage
+
+    url = resolve_storage_url(storage)
+    before, after = upgrade_storage(url)
+    if before == after:
+        message = f"{mask_url(url)}: schema {after} is already up to date."
+    else:
+        message = f"{mask_url(url)}: schema upgraded from {before} to {after}."
+    _stdout.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
 def _configure(verbose: int, debug: bool) -> None:
     """Set up logging for a command: hpo's and Optuna's records go to stderr.
 
@@ -525,12 +611,15 @@ def _describe_budget(spec: StudySpec) -> str:
     return ", ".join(parts)
 
 
-def _continue_command(study_file: Path, storage: str | None) -> str:
+def _continue_command(study_file: Path, storage: str | None, n_trials: int | None) -> str:
+    """Return the command that continues a launch; a password in the URL stays masked."""
     from hpo.storage import mask_url
 
     command = f"hpo launch {study_file}"
     if storage:
         command += f" --storage '{mask_url(storage)}'"
+    if n_trials is not None:
+        command += f" --n-trials {n_trials}"
     return command
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from hpo.errors import ClusterError, UsageError
+from hpo.errors import ClusterError
 from hpo.search._messages import (
     Completed,
     Event,
@@ -36,6 +36,7 @@ from hpo.search._messages import (
     Started,
     Suggest,
 )
+from hpo.storage._liveness import Heartbeat
 
 if TYPE_CHECKING:
     import optuna
@@ -45,18 +46,20 @@ if TYPE_CHECKING:
 
 _logger = logging.getLogger(__name__)
 
+# Built-in objectives whose `data_dir` and `path` arguments name files.
+_BUILTIN_OBJECTIVES_WITH_PATHS = ("cnn",)
+# How often the progress display's counts are read from the database while nothing changes
+# here, in seconds.
+_RECOUNT_INTERVAL_S = 1.0
 # How long the main loop waits for a worker event before it looks at time limits, Ctrl-C and
 # the progress display again, in seconds.
 _POLL_INTERVAL_S = 0.2
-# User attributes that hpo writes on each trial, besides the objective's own.
+# User attributes that hpo writes on each trial, besides the objective's own. The liveness
+# module adds ``retry_of`` on retries.
 ATTR_FAIL_REASON = "fail_reason"
 ATTR_WORKER_HOST = "worker_host"
 ATTR_GPU_IDS = "gpu_ids"
 ATTR_DURATION_S = "duration_s"
-ATTR_RETRY_OF = "retry_of"
-# System attribute on a failed trial whose parameters were enqueued again: the budget does not
-# count it, because the retry takes its place.
-SYSTEM_ATTR_RETRIED = "hpo:retried"
 
 
 class ProgressSink(Protocol):
@@ -94,7 +97,11 @@ class LaunchState:
 
 @dataclass
 class LaunchResult:
-    """What a launch did: the study, the trials it ran and why it stopped."""
+    """What a launch did: the study, the trials it ran and why it stopped.
+
+    `interrupted` is set when Ctrl-C stopped the launch before its budget was spent, and
+    `cancelled` when a second Ctrl-C also cancelled the running trials.
+    """
 
     study: optuna.Study
     storage_url: str
@@ -102,6 +109,7 @@ class LaunchResult:
     ran: int
     state: LaunchState
     interrupted: bool = False
+    cancelled: bool = False
 
 
 @dataclass
@@ -120,57 +128,54 @@ def launch(
     spec_path: Path | None = None,
     n_trials: int | None = None,
     ray_address: str | None = None,
+    allow_space_change: bool = False,
     progress: ProgressSink | None = None,
 ) -> LaunchResult:
     """Create or continue the study of `spec` and run trials until its budget is spent.
 
     Every check that can fail on the user's input runs before anything is written to the
     database: the objective imports, its arguments and dataset are valid, the storage is
-    reachable.
+    reachable, and a continued study has the same directions and search space.
     """
-    import optuna
-
-    from hpo.objectives import check_objective
     from hpo.search._samplers import build_pruner, build_sampler
     from hpo.search._spec import render_study_name
-    from hpo.storage import mask_url, open_storage
+    from hpo.search._study import check_directions, check_space, create_or_load, find_study
+    from hpo.storage import mask_url, open_storage, study_lock
 
     progress = progress or _NullProgress()
+    spec = check_spec(spec, spec_path=spec_path)
     search_paths = _objective_search_paths(spec_path)
-    sys.path[:0] = [p for p in search_paths if p not in sys.path]
-    check_objective(spec.objective.name, spec.objective.args, param_names=spec.space.keys())
 
     study_name = render_study_name(spec.study.name, datetime.now())
     total = n_trials if n_trials is not None else spec.budget.n_trials
-    storage = open_storage(storage_url)
-    created = _study_is_new(storage, study_name)
-    if not created:
-        existing = optuna.load_study(study_name=study_name, storage=storage)
-        _check_directions(existing, spec)
-        if total is not None and _budget_left(existing, total) <= 0:
+    storage = open_storage(
+        storage_url,
+        heartbeat_interval=spec.study.heartbeat_interval,
+        grace_period=spec.study.grace_period,
+    )
+    existing = find_study(storage, study_name)
+    if existing is not None:
+        check_directions(existing, spec)
+        check_space(existing, spec, allow_change=allow_space_change)
+        _recover(existing, spec, own_trial_ids=set())
+        if not _may_ask(existing, total):
+            state = LaunchState(study_name=study_name, n_trials=total)
+            _count_trials(existing, state)
             _logger.info(
                 "Study %r already has %d of %d trials; nothing to run. "
                 "Pass --n-trials with a higher total to run more.",
                 study_name,
-                _counted_trials(existing),
+                state.finished,
                 total,
             )
-            state = LaunchState(study_name=study_name, n_trials=total)
-            _count_trials(existing, state)
-            return LaunchResult(existing, storage_url, created, ran=0, state=state)
+            return LaunchResult(existing, storage_url, created=False, ran=0, state=state)
 
-    with _ray_cluster(ray_address or spec.cluster.address):
+    with _sigint_counter() as sigints, _ray_cluster(ray_address or spec.cluster.address):
         _check_cluster_resources(spec)
-        study = optuna.create_study(
-            storage=storage,
-            study_name=study_name,
-            directions=spec.directions,
-            sampler=build_sampler(spec),
-            pruner=build_pruner(spec),
-            load_if_exists=True,
-        )
-        if created:
-            _initialize_study(study, spec)
+        with study_lock(storage, study_name):
+            study, created = create_or_load(
+                storage, spec, study_name, sampler=build_sampler(spec), pruner=build_pruner(spec)
+            )
         _logger.info(
             "%s study %r in %s: sampler %s, pruner %s, %s trials, %s at once",
             "Created" if created else "Continuing",
@@ -185,15 +190,46 @@ def launch(
         state = LaunchState(study_name=study_name, n_trials=total)
         if spec.budget.timeout is not None:
             state.deadline = state.started_at + spec.budget.timeout
-        runner = _TrialRunner(spec, study, state, progress, total, search_paths)
-        with _sigint_counter() as sigints:
-            runner.run(sigints)
+        runner = _TrialRunner(spec, study, storage, state, progress, total, search_paths)
+        runner.run(sigints)
 
     _count_trials(study, state)
+    state.running = 0
+    state.waiting = 0
     progress.update(state)
     return LaunchResult(
-        study, storage_url, created, ran=runner.started, state=state, interrupted=runner.cancelled
+        study,
+        storage_url,
+        created,
+        ran=runner.started,
+        state=state,
+        interrupted=runner.interrupted,
+        cancelled=runner.cancelled,
     )
+
+
+def check_spec(spec: StudySpec, *, spec_path: Path | None) -> StudySpec:
+    """Check what loading the study file cannot: the objective imports, its arguments fit.
+
+    Returns the spec with the built-in objective's relative `data_dir` and `path` resolved
+    against the study file's folder, where a reader of the file expects them. Writes nothing.
+    """
+    from hpo.objectives import check_objective
+
+    if spec_path is not None and spec.objective.name in _BUILTIN_OBJECTIVES_WITH_PATHS:
+        folder = spec_path.resolve().parent
+        args = dict(spec.objective.args)
+        for key in ("data_dir", "path"):
+            value = args.get(key)
+            if isinstance(value, str) and not Path(value).expanduser().is_absolute():
+                args[key] = str(folder / value)
+        objective = spec.objective.model_copy(update={"args": args})
+        spec = spec.model_copy(update={"objective": objective})
+
+    search_paths = _objective_search_paths(spec_path)
+    sys.path[:0] = [path for path in search_paths if path not in sys.path]
+    check_objective(spec.objective.name, spec.objective.args, param_names=spec.space.keys())
+    return spec
 
 
 class _TrialRunner:
@@ -203,6 +239,7 @@ class _TrialRunner:
         self,
         spec: StudySpec,
         study: optuna.Study,
+        storage: optuna.storages.RDBStorage,
         state: LaunchState,
         progress: ProgressSink,
         total: int | None,
@@ -210,14 +247,19 @@ class _TrialRunner:
     ) -> None:
         self._spec = spec
         self._study = study
+        self._storage = storage
         self._state = state
         self._progress = progress
         self._total = total
         self._search_paths = search_paths
         self._idle_workers: list[Any] = []
-        self._n_workers = 0
         self._active: dict[Any, _ActiveTrial] = {}
+        self._heartbeat = Heartbeat(storage, spec.study.heartbeat_interval)
+        self._last_recovery = time.monotonic()
+        self._counted_at = 0.0
+        self._finished_since_count = True
         self.started = 0
+        self.interrupted = False
         self.cancelled = False
 
     def run(self, sigints: Callable[[], int]) -> None:
@@ -228,7 +270,8 @@ class _TrialRunner:
                 self._cancel_all("cancelled by a second Ctrl-C")
                 self.cancelled = True
                 return
-            if sigints() == 1 and not self._state.stopping:
+            if sigints() == 1 and not self.interrupted:
+                self.interrupted = True
                 self._state.stopping = True
                 _logger.warning(
                     "Ctrl-C: no new trials; waiting for %d running trials. "
@@ -248,6 +291,8 @@ class _TrialRunner:
             for ref in ready:
                 self._handle(ref)
             self._enforce_trial_timeout()
+            self._heartbeat.beat(active.trial._trial_id for active in self._active.values())
+            self._recover_periodically()
             self._refresh_counts()
 
     def _fill_slots(self) -> None:
@@ -256,9 +301,18 @@ class _TrialRunner:
             and len(self._active) < self._spec.resources.parallelism
             and not self._past_deadline()
             and not self._grid_exhausted()
-            and (self._total is None or _budget_left(self._study, self._total) > 0)
         ):
-            self._start_trial()
+            if not self._start_trial():
+                return
+
+    def _recover_periodically(self) -> None:
+        """Fail and retry trials of dead launchers, as often as half the grace period."""
+        interval = self._spec.study.grace_period / 2
+        if time.monotonic() - self._last_recovery < interval:
+            return
+        self._last_recovery = time.monotonic()
+        own = {active.trial._trial_id for active in self._active.values()}
+        _recover(self._study, self._spec, own_trial_ids=own)
 
     def _grid_exhausted(self) -> bool:
         from optuna.samplers import GridSampler
@@ -280,10 +334,24 @@ class _TrialRunner:
             return True
         return False
 
-    def _start_trial(self) -> None:
+    def _start_trial(self) -> bool:
+        """Ask for a trial and start it on a worker; return False when the budget is spent."""
         from hpo.search._space import suggest_params
+        from hpo.storage import study_lock
 
-        trial = self._study.ask()
+        # The lock makes counting and asking one step for every launcher of the study, so
+        # two launchers never both take the last trial of the budget.
+        with study_lock(self._storage, self._study.study_name):
+            if not _may_ask(self._study, self._total):
+                return False
+            with warnings.catch_warnings():
+                # Optuna 5.1 warns on each ask when heartbeats are on, since its own heartbeat
+                # thread runs only in Study.optimize. The launcher records them itself.
+                warnings.filterwarnings(
+                    "ignore", message="Heartbeat of storage is supposed", category=UserWarning
+                )
+                trial = self._study.ask()
+            self._heartbeat.beat([trial._trial_id], force=True)
         params = suggest_params(trial, self._spec.space)
         worker = self._acquire_worker()
         worker.start.remote(trial.number, params)
@@ -291,6 +359,7 @@ class _TrialRunner:
         self._active[pending] = _ActiveTrial(trial, worker, time.monotonic(), pending)
         self.started += 1
         self._refresh_counts()
+        return True
 
     def _acquire_worker(self) -> Any:
         import ray
@@ -302,7 +371,6 @@ class _TrialRunner:
 
         resources = self._spec.resources
         actor_class = ray.remote(TrialWorker)
-        self._n_workers += 1
         return actor_class.options(
             num_cpus=resources.cpus,
             num_gpus=resources.gpus,
@@ -337,7 +405,10 @@ class _TrialRunner:
     def _handle_event(self, active: _ActiveTrial, event: Event) -> Reply | None:
         trial = active.trial
         if isinstance(event, Started):
+            # Time limits and durations count from here, not from the ask: a trial waiting for
+            # a free worker, or for a new worker to import its modules, has not started yet.
             active.running = True
+            active.started_at = time.monotonic()
             trial.set_user_attr(ATTR_WORKER_HOST, event.hostname)
             if event.gpu_ids:
                 trial.set_user_attr(ATTR_GPU_IDS, ",".join(event.gpu_ids))
@@ -355,6 +426,7 @@ class _TrialRunner:
         from optuna.trial import TrialState
 
         trial = active.trial
+        self._finished_since_count = True
         trial.set_user_attr(ATTR_DURATION_S, round(time.monotonic() - active.started_at, 3))
         if isinstance(event, Failed):
             self._finish_failed(active, event.summary)
@@ -372,12 +444,13 @@ class _TrialRunner:
         else:
             _logger.warning("Trial %d ended %s.", frozen.number, frozen.state.name)
 
-    def _finish_failed(self, active: _ActiveTrial, reason: str) -> None:
+    def _finish_failed(self, active: _ActiveTrial, reason: str) -> optuna.trial.FrozenTrial:
         from optuna.trial import TrialState
 
         trial = active.trial
+        self._finished_since_count = True
         trial.set_user_attr(ATTR_FAIL_REASON, reason)
-        self._study.tell(trial, state=TrialState.FAIL)
+        frozen = self._study.tell(trial, state=TrialState.FAIL)
         last_line = reason.strip().splitlines()[-1] if reason.strip() else reason
         _logger.warning(
             "Trial %d failed with parameters: %s because of the following error: %s",
@@ -385,29 +458,15 @@ class _TrialRunner:
             trial.params,
             last_line,
         )
+        return frozen
 
     def _fail_worker_died(self, active: _ActiveTrial, error: Exception) -> None:
         """Fail a trial whose worker process died, and enqueue its parameters again."""
-        trial = active.trial
-        reason = f"the worker process died: {str(error).strip().splitlines()[0]}"
-        retries = _retry_depth(self._study, trial.number)
-        retry = retries < self._spec.budget.max_retries
-        if retry:
-            # Marked before the trial finishes, because Optuna rejects writes to a finished trial.
-            self._study._storage.set_trial_system_attr(trial._trial_id, SYSTEM_ATTR_RETRIED, True)
-        self._finish_failed(active, reason)
-        self._n_workers -= 1
+        from hpo.storage import retry_trial
 
-        if retry:
-            self._study.enqueue_trial(
-                trial.params, user_attrs={ATTR_RETRY_OF: trial.number}, skip_if_exists=False
-            )
-            _logger.info(
-                "Trial %d: enqueued its parameters again (retry %d of %d).",
-                trial.number,
-                retries + 1,
-                self._spec.budget.max_retries,
-            )
+        reason = f"the worker process died: {str(error).strip().splitlines()[0]}"
+        frozen = self._finish_failed(active, reason)
+        retry_trial(self._study, frozen, max_retries=self._spec.budget.max_retries)
 
     def _enforce_trial_timeout(self) -> None:
         import ray
@@ -418,11 +477,10 @@ class _TrialRunner:
 
         now = time.monotonic()
         for ref, active in list(self._active.items()):
-            if now - active.started_at < limit:
+            if not active.running or now - active.started_at < limit:
                 continue
             del self._active[ref]
             ray.kill(active.worker)
-            self._n_workers -= 1
             self._finish_failed(
                 active,
                 f"timed out after {limit:g} s (budget.trial_timeout); the worker was stopped",
@@ -431,16 +489,26 @@ class _TrialRunner:
     def _cancel_all(self, reason: str) -> None:
         import ray
 
+        from hpo.storage import retry_trial
+
         for active in self._active.values():
             ray.kill(active.worker)
-            self._finish_failed(active, reason)
+            frozen = self._finish_failed(active, reason)
+            # A cancelled trial did nothing wrong, so its retry does not use up max_retries.
+            retry_trial(self._study, frozen, max_retries=None)
         self._active.clear()
 
     def _release_worker(self, worker: Any) -> None:
         self._idle_workers.append(worker)
 
     def _refresh_counts(self) -> None:
-        _count_trials(self._study, self._state)
+        # The counts come from the database, which other launchers write too, so they are read
+        # again at least once a second; otherwise only when this launcher changed a trial.
+        now = time.monotonic()
+        if self._finished_since_count or now - self._counted_at >= _RECOUNT_INTERVAL_S:
+            _count_trials(self._study, self._state)
+            self._counted_at = now
+            self._finished_since_count = False
         self._state.running = sum(1 for active in self._active.values() if active.running)
         self._state.waiting = len(self._active) - self._state.running
         self._progress.update(self._state)
@@ -502,52 +570,29 @@ def _log_completed(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> Non
     )
 
 
-def _study_is_new(storage: optuna.storages.BaseStorage, study_name: str) -> bool:
-    try:
-        storage.get_study_id_from_name(study_name)
-    except KeyError:
-        return True
-    return False
-
-
-def _initialize_study(study: optuna.Study, spec: StudySpec) -> None:
-    import optuna
-
-    metric_names = spec.metric_names
-    if metric_names and metric_names != ["value"]:
-        # Study.set_metric_names is marked experimental since Optuna 3.2 and still is in 5.1;
-        # the names only label values in the dashboard, so an interface change costs little.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names(metric_names)
-    for key, value in spec.study.tags.items():
-        study.set_user_attr(key, value)
-    study.set_user_attr("objective", spec.objective.name)
-
-
-def _check_directions(study: optuna.Study, spec: StudySpec) -> None:
-    stored = [direction.name.lower() for direction in study.directions]
-    if stored != list(spec.directions):
-        raise UsageError(
-            f"study {study.study_name!r} exists with directions {stored}, but the study file "
-            f"asks for {list(spec.directions)}; rename the study or fix study.direction"
-        )
-
-
-def _counted_trials(study: optuna.Study) -> int:
-    """Count the trials that use up the budget: every trial except failures that were retried."""
+def _may_ask(study: optuna.Study, total: int | None) -> bool:
+    """Return whether a new trial may start: a retry waits, or the budget is not yet spent."""
     from optuna.trial import TrialState
 
-    trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
-    return sum(
-        1
-        for trial in trials
-        if trial.state != TrialState.FAIL or not trial.system_attrs.get(SYSTEM_ATTR_RETRIED)
+    from hpo.storage import count_budget_trials
+
+    waiting = study._storage.get_all_trials(
+        study._study_id, deepcopy=False, states=(TrialState.WAITING,)
     )
+    if waiting:
+        return True
+    return total is None or count_budget_trials(study) < total
 
 
-def _budget_left(study: optuna.Study, total: int) -> int:
-    return total - _counted_trials(study)
+def _recover(study: optuna.Study, spec: StudySpec, *, own_trial_ids: set[int]) -> None:
+    from hpo.storage import recover_stale_trials
+
+    recover_stale_trials(
+        study,
+        grace_period_s=spec.study.grace_period,
+        max_retries=spec.budget.max_retries,
+        own_trial_ids=own_trial_ids,
+    )
 
 
 def _count_trials(study: optuna.Study, state: LaunchState) -> None:
@@ -562,18 +607,6 @@ def _count_trials(study: optuna.Study, state: LaunchState) -> None:
         best = study.best_trial
         state.best_value = best.value
         state.best_trial = best.number
-
-
-def _retry_depth(study: optuna.Study, number: int) -> int:
-    """Count how many retries led to trial `number` by following its ``retry_of`` chain."""
-    depth = 0
-    trials = study.get_trials(deepcopy=False)
-    by_number = {trial.number: trial for trial in trials}
-    current = by_number.get(number)
-    while current is not None and ATTR_RETRY_OF in current.user_attrs:
-        depth += 1
-        current = by_number.get(int(current.user_attrs[ATTR_RETRY_OF]))
-    return depth
 
 
 def _objective_search_paths(spec_path: Path | None) -> list[str]:
@@ -595,11 +628,26 @@ def _ray_cluster(address: str | None) -> Iterator[None]:
         yield
         return
 
+    if not _logger.isEnabledFor(logging.DEBUG):
+        # Ray logs notices at start, such as how to turn token authentication off, which
+        # would only distract from the study; -vv shows them.
+        logging.getLogger("ray").setLevel(logging.ERROR)
+
     try:
-        # "local" starts a new cluster even where $RAY_ADDRESS or an earlier `ray start` names
-        # one, because joining a cluster takes an explicit address. A local cluster picks free
-        # ports itself, so it never takes Ray's default head port 6379, which Redis may hold.
-        ray.init(address=address or "local", include_dashboard=False, configure_logging=False)
+        # The processes of a local cluster inherit an ignored SIGINT, so the Ctrl-C that a
+        # terminal sends to the whole foreground process group reaches only the launcher, which
+        # then stops its trials in order instead of losing its cluster underneath them.
+        with _sigint_ignored():
+            # "local" starts a new cluster even where $RAY_ADDRESS or an earlier `ray start`
+            # names one, because joining a cluster takes an explicit address. A local cluster
+            # picks free ports itself, so it never takes Ray's default head port 6379, which
+            # Redis may hold.
+            ray.init(
+                address=address or "local",
+                include_dashboard=False,
+                configure_logging=False,
+                log_to_driver=True,
+            )
     except (ConnectionError, ValueError, RuntimeError) as e:
         raise ClusterError(f"cannot join the Ray cluster at {address}: {e}") from e
     try:
@@ -624,6 +672,20 @@ def _check_cluster_resources(spec: StudySpec) -> None:
             f"each trial needs {resources.cpus:g} CPUs, but the Ray cluster has "
             f"{available.get('CPU', 0):g}; lower resources.cpus"
         )
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:
+        # Signals can only be handled on the main thread; elsewhere Ctrl-C is not ours.
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @contextmanager

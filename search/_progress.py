@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import textwrap
 import time
 from typing import TYPE_CHECKING
 
+import yaml
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -24,8 +26,9 @@ class LiveProgress:
     only when the launch ends, and the per-trial log lines carry the progress.
     """
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, *, enabled: bool = True) -> None:
         self._console = console
+        self._enabled = enabled
         self._bar = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -55,6 +58,8 @@ class LiveProgress:
     def update(self, state: LaunchState) -> None:
         # The display starts with the first trial, so an error found before any trial runs
         # is the first line of the output.
+        if not self._enabled:
+            return
         if not self._started:
             self._live.__enter__()
             self._started = True
@@ -106,8 +111,9 @@ def render_summary(console: Console, result: LaunchResult) -> None:
         if state.complete:
             best = study.best_trial
             console.print(f"Best value {best.value:.6g} in trial {best.number} with parameters:")
-            for name, value in best.params.items():
-                console.print(f"  {name}: {value!r}")
+            # The same YAML as `hpo best`, ready to paste.
+            params = yaml.safe_dump(best.params, sort_keys=False).rstrip()
+            console.print(textwrap.indent(params, "  "), markup=False, highlight=False)
     else:
         console.print(f"{len(study.best_trials)} trials on the Pareto front.")
 

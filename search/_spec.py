@@ -163,6 +163,10 @@ class StudySection(_Section):
     directions: tuple[Direction, ...] | None = Field(default=None, min_length=1)
     metric: Annotated[str | tuple[str, ...], BeforeValidator(_to_metric)] = "value"
     tags: dict[str, str] = Field(default_factory=dict)
+    # Seconds between heartbeats of running trials, and how old the last heartbeat of a RUNNING
+    # trial may be before the next launcher fails and retries it (Optuna's RDBStorage names).
+    heartbeat_interval: int = Field(default=10, ge=1)
+    grace_period: int = Field(default=60, ge=2)
 
     @field_validator("name")
     @classmethod
@@ -177,6 +181,14 @@ class StudySection(_Section):
         found: list[tuple[KeyPath, str]] = []
         if self.direction is not None and self.directions is not None:
             found.append((("directions",), "must not be given together with direction; keep one"))
+        if self.grace_period <= self.heartbeat_interval:
+            found.append(
+                (
+                    ("grace_period",),
+                    f"must be > heartbeat_interval, but got grace_period={self.grace_period}, "
+                    f"heartbeat_interval={self.heartbeat_interval}",
+                )
+            )
 
         count = len(self.directions) if self.directions is not None else 1
         if isinstance(self.metric, tuple):

@@ -409,3 +409,23 @@ def ray_cluster() -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+# --- Logging ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def restore_root_logging() -> Iterator[None]:
+    """Put back the root logger's handlers after each test.
+
+    The CLI's commands replace them with a handler on the stream they write to, which CliRunner
+    closes when the command returns; a later test's log record would then fail to write.
+    """
+    import logging
+
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    level = root.level
+    yield
+    root.handlers = handlers
+    root.setLevel(level)

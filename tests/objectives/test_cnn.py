@@ -119,7 +119,7 @@ def test_cnn_same_seed_same_score() -> None:
 def test_cnn_pruned_by_pruner() -> None:
     trial = RecordingTrial(FAST, prune=True)
 
-    with pytest.raises(optuna.TrialPruned, match=r"Trial 0 pruned at epoch 0"):
+    with pytest.raises(optuna.TrialPruned, match=r"Stopped at epoch 0 with validation accuracy"):
         cnn(trial, device="cpu")
 
     assert [step for step, _ in trial.reports] == [0]

@@ -369,7 +369,7 @@ def test_killed_worker_fails_trial_and_retries(
     ]
     died, retry = trials[0], trials[1]
     assert "the worker process died" in died.user_attrs["fail_reason"]
-    assert died.system_attrs["hpo:retried"] is True
+    assert retry.system_attrs["failed_trial"] == 0
     assert retry.user_attrs["retry_of"] == 0
     assert retry.params == died.params
 
