@@ -153,7 +153,10 @@ def launch(
     verbose: VerboseOption = 0,
     debug: DebugOption = False,
 ) -> None:
-    """Create the study, or continue it, and run trials until its budget is spent."""
+    """Create or continue a study and run its trials.
+
+    Runs trials until the study's budget is spent, over every launch of it.
+    """
     _configure(verbose, debug)
     from hpo.search._launcher import launch as run_launch
     from hpo.search._loader import load_spec
@@ -206,7 +209,10 @@ def status(
     verbose: VerboseOption = 0,
     debug: DebugOption = False,
 ) -> None:
-    """Show trial counts and best values of one study or of every study in the storage."""
+    """Show trial counts and best values of studies.
+
+    Shows one study, or every study in the storage.
+    """
     _configure(verbose, debug)
     from hpo.search._reports import study_status
     from hpo.storage import mask_url, open_storage, resolve_storage_url
@@ -248,7 +254,10 @@ def best(
     verbose: VerboseOption = 0,
     debug: DebugOption = False,
 ) -> None:
-    """Print the best trial's parameters, ready to paste into training code."""
+    """Print the best parameters as YAML or JSON.
+
+    The output is ready to paste into training code.
+    """
     _configure(verbose, debug)
     import yaml
 
@@ -304,7 +313,10 @@ def dashboard(
     verbose: VerboseOption = 0,
     debug: DebugOption = False,
 ) -> None:
-    """Serve optuna-dashboard for the studies in the storage, until Ctrl-C."""
+    """Serve optuna-dashboard on the storage.
+
+    Serves every study in the storage until Ctrl-C.
+    """
     _configure(verbose, debug)
     from hpo.search._dashboard import default_artifact_dir, exposure_warning, serve_dashboard
     from hpo.storage import mask_url, open_storage, resolve_storage_url
@@ -361,7 +373,10 @@ def report(
     verbose: VerboseOption = 0,
     debug: DebugOption = False,
 ) -> None:
-    """Write a self-contained HTML report of a study, with plots and the top trials."""
+    """Write an HTML report of a study.
+
+    One self-contained page with plots and the top trials.
+    """
     _configure(verbose, debug)
     from hpo.search._report import write_report
     from hpo.search._reports import load_study
@@ -388,7 +403,10 @@ def trials(
     verbose: VerboseOption = 0,
     debug: DebugOption = False,
 ) -> None:
-    """List a study's trials: state, values, parameters, duration and last reported step."""
+    """List a study's trials.
+
+    Shows state, values, parameters, duration and last reported step.
+    """
     _configure(verbose, debug)
     from hpo.search._export import trial_rows
     from hpo.search._reports import load_study
@@ -439,7 +457,10 @@ def export(
     verbose: VerboseOption = 0,
     debug: DebugOption = False,
 ) -> None:
-    """Export a study's trials as JSON (for hpo import) or CSV."""
+    """Export a study as JSON or CSV.
+
+    JSON is what hpo import reads; CSV is for reading.
+    """
     _configure(verbose, debug)
     from hpo.search._export import export_study
     from hpo.search._reports import load_study
@@ -482,7 +503,10 @@ def import_(
     verbose: VerboseOption = 0,
     debug: DebugOption = False,
 ) -> None:
-    """Import a JSON export into the storage as a new study, with every trial."""
+    """Import a JSON export as a new study.
+
+    Brings every trial of the export into the storage.
+    """
     _configure(verbose, debug)
     from hpo.search._export import import_study, read_export
     from hpo.search._reports import study_status
@@ -526,7 +550,10 @@ def storage_check(
     verbose: VerboseOption = 0,
     debug: DebugOption = False,
 ) -> None:
-    """Show whether the database is reachable, its schema version and its number of studies."""
+    """Check the database and its schema.
+
+    Shows whether it is reachable, its schema version and its number of studies.
+    """
     _configure(verbose, debug)
     from hpo.storage import check_storage, resolve_storage_url
 
@@ -557,7 +584,10 @@ def storage_upgrade(
     verbose: VerboseOption = 0,
     debug: DebugOption = False,
 ) -> None:
-    """Upgrade the database's Optuna schema to the installed Optuna's version."""
+    """Upgrade the database's Optuna schema.
+
+    Migrates to the schema of the installed Optuna.
+    """
     _configure(verbose, debug)
     from hpo.storage import mask_url, resolve_storage_url, upgrade_storage
 

@@ -75,7 +75,7 @@ class _NullProgress:
 
 @dataclass
 class LaunchState:
-    """Counts of the study's trials as the launcher sees them, for the progress display."""
+    """Counts of the study's trials as the launcher last read them, for the progress display."""
 
     study_name: str
     n_trials: int | None
@@ -97,7 +97,7 @@ class LaunchState:
 
 @dataclass
 class LaunchResult:
-    """What a launch did: the study, the trials it ran and why it stopped.
+    """The outcome of a launch: the study, the trials it ran and why it stopped.
 
     `interrupted` is set when Ctrl-C stopped the launch before its budget was spent, and
     `cancelled` when a second Ctrl-C also cancelled the running trials.
@@ -502,8 +502,8 @@ class _TrialRunner:
         self._idle_workers.append(worker)
 
     def _refresh_counts(self) -> None:
-        # The counts come from the database, which other launchers write too, so they are read
-        # again at least once a second; otherwise only when this launcher changed a trial.
+        # Other launchers write the study too, so the counts are read again at least once a
+        # second. Between those reads, only a trial that this launcher finished triggers one.
         now = time.monotonic()
         if self._finished_since_count or now - self._counted_at >= _RECOUNT_INTERVAL_S:
             _count_trials(self._study, self._state)
@@ -634,9 +634,9 @@ def _ray_cluster(address: str | None) -> Iterator[None]:
         logging.getLogger("ray").setLevel(logging.ERROR)
 
     try:
-        # The processes of a local cluster inherit an ignored SIGINT, so the Ctrl-C that a
-        # terminal sends to the whole foreground process group reaches only the launcher, which
-        # then stops its trials in order instead of losing its cluster underneath them.
+        # A terminal sends Ctrl-C to the whole foreground process group. The processes of a
+        # local cluster inherit an ignored SIGINT, so only the launcher gets it and stops its
+        # trials in order, instead of losing its cluster underneath them.
         with _sigint_ignored():
             # "local" starts a new cluster even where $RAY_ADDRESS or an earlier `ray start`
             # names one, because joining a cluster takes an explicit address. A local cluster

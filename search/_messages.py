@@ -26,7 +26,7 @@ class Started:
 
 @dataclass(frozen=True)
 class Suggest:
-    """A define-by-run ``trial.suggest_*`` call that the launcher's real trial must answer."""
+    """A define-by-run ``trial.suggest_*`` call, which the launcher runs on its real trial."""
 
     name: str
     kind: ParamKind
@@ -39,7 +39,7 @@ class Suggest:
 
 @dataclass(frozen=True)
 class Report:
-    """An intermediate value; the reply says whether the pruner stops the trial."""
+    """An intermediate value. The reply's value is the pruner's decision to stop the trial."""
 
     step: int
     value: float
@@ -74,7 +74,7 @@ FINAL_EVENTS = (Completed, Pruned, Failed)
 
 @dataclass(frozen=True)
 class Reply:
-    """The launcher's answer to a `Suggest` or `Report`; `error` is set when the call failed."""
+    """The launcher's reply to a `Suggest` or `Report`. `error` is set when the call failed."""
 
     value: ParamValue = None
     error: str | None = None

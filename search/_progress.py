@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 class LiveProgress:
     """Shows finished, pruned, failed, running and waiting trials, the best value and time left.
 
-    On a terminal the display redraws in place; elsewhere (CI logs, pipes) Rich prints it
-    only when the launch ends, and the per-trial log lines carry the progress.
+    The display redraws in place, so it is meant for a terminal. Elsewhere (CI logs, pipes) the
+    CLI turns it off with `enabled=False`, because the per-trial log lines carry the progress.
     """
 
     def __init__(self, console: Console, *, enabled: bool = True) -> None:

@@ -2,7 +2,7 @@
 
 Optuna records heartbeats only inside `Study.optimize`, and the launcher drives trials with
 ask and tell, so the launcher records them itself through `Heartbeat`. A trial whose launcher
-died stops getting heartbeats; once its last one is older than the grace period, the next
+died stops getting heartbeats. Once its last one is older than the grace period, the next
 launcher of the study, on any machine, fails it and enqueues its parameters again. Optuna's
 `fail_stale_trials` moves a trial from RUNNING to FAIL in one conditional update, so when two
 launchers notice the same trial, only one of them retries it.
@@ -100,12 +100,12 @@ def recover_stale_trials(
 ) -> int:
     """Fail the study's RUNNING trials whose launcher stopped beating, and retry them.
 
-    Two kinds of trial are stale: those whose last heartbeat is older than the storage's grace
-    period, and those with no heartbeat at all that started more than `grace_period_s` ago,
-    which a launcher created but never started (it died, or the creation was applied twice).
-    The first kind is retried; the second had not run, so it is marked discarded and the
-    budget does not count it. Trials in `own_trial_ids` are this launcher's and never stale.
-    Returns the number of trials failed.
+    Two kinds of trial are stale. The first kind has a last heartbeat older than the storage's
+    grace period, and is retried. The second kind has no heartbeat at all and started more than
+    `grace_period_s` ago: a launcher created it but never started it, because the launcher died
+    or the creation was applied twice. It never ran, so it is marked discarded and the budget
+    does not count it. Trials in `own_trial_ids` are this launcher's and never stale. Returns
+    the number of trials failed.
     """
     from optuna.trial import TrialState
 

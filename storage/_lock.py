@@ -1,6 +1,6 @@
 """A lock per study, held while a launcher counts the budget and asks for a trial.
 
-Two launchers of one study could both see one trial left and both ask for it. Holding this
+Two launchers of one study could both see one trial left and both request it. Holding this
 lock around the count and the ask makes the budget exact across launchers and machines. It is
 a PostgreSQL advisory lock on PostgreSQL, and a file lock beside the database file on SQLite,
 whose launchers share one machine's file system.

@@ -12,7 +12,7 @@ dropped at the moment of commit could apply them twice; each has a guard:
   of that name counts as created.
 
 `create_new_trial` cannot be guarded the same way, because nothing identifies the new trial
-before it exists. A trial created twice leaves one RUNNING trial that no launcher knows; the
+before it exists. A trial created twice leaves one RUNNING trial that no launcher tracks, and the
 stale-trial check fails it once it is older than the grace period (see `hpo.storage._liveness`).
 """
 

@@ -13,14 +13,14 @@ from hpo.storage._url import mask_url, open_storage
 if TYPE_CHECKING:
     import optuna
 
-# Optuna keeps its schema version in this table, so a database without it holds no Optuna
+# Optuna keeps its schema version in this table, so a database without it contains no Optuna
 # schema, whatever other tables it has.
 _OPTUNA_VERSION_TABLE = "version_info"
 
 
 @dataclass(frozen=True)
 class StorageReport:
-    """What `check_storage` found: where, which schema version, how many studies."""
+    """The result of `check_storage`: the masked URL, schema versions and number of studies."""
 
     url: str
     tables: int

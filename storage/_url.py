@@ -29,8 +29,8 @@ _CONNECT_TIMEOUT_S = 10
 # seconds. The launcher is the only writer of its study, so this covers a dashboard's or a
 # second launcher's short transactions.
 _SQLITE_BUSY_TIMEOUT_S = 30
-# A launcher makes every database call from one thread and holds at most one more connection
-# for the study lock, so it never needs more than 4 connections, whatever the parallelism.
+# The pool is capped at 4 connections, whatever the parallelism. A launcher makes every database
+# call from one thread and holds at most one more connection for the study lock, so it uses 2.
 _POOL_SIZE = 2
 _MAX_OVERFLOW = 2
 # Advisory lock key for creating Optuna's tables: any fixed 64-bit number that no other
