@@ -246,8 +246,8 @@ def test_connections_bounded_with_eight_parallel_trials(
     launcher_processes.append(launcher)
     admin = psycopg2.connect(host="127.0.0.1", port=make_url(postgres_url).port, user="postgres")
     admin.autocommit = True
-    most_connections = 0
-    most_running = 0
+    max_connections = 0
+    max_running = 0
     try:
         while launcher.poll() is None:
             with admin.cursor() as cursor:
@@ -256,17 +256,17 @@ def test_connections_bounded_with_eight_parallel_trials(
                     "WHERE datname = %s AND application_name = 'hpo'",
                     (database,),
                 )
-                most_connections = max(most_connections, cursor.fetchone()[0])
+                max_connections = max(max_connections, cursor.fetchone()[0])
             running = count_states(trials(postgres_url, "wide"))[TrialState.RUNNING]
-            most_running = max(most_running, running)
+            max_running = max(max_running, running)
             time.sleep(0.05)
     finally:
         admin.close()
 
     output = launcher.communicate()[0]
     assert launcher.returncode == 0, output
-    assert most_running == 8
-    assert 1 <= most_connections <= MAX_CONNECTIONS
+    assert max_running == 8
+    assert 1 <= max_connections <= MAX_CONNECTIONS
     assert MAX_CONNECTIONS == 4
 
 
