@@ -576,12 +576,10 @@ def _may_ask(study: optuna.Study, total: int | None) -> bool:
 
     from hpo.storage import count_budget_trials
 
-    waiting = study._storage.get_all_trials(
-        study._study_id, deepcopy=False, states=(TrialState.WAITING,)
-    )
-    if waiting:
+    trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
+    if any(trial.state == TrialState.WAITING for trial in trials):
         return True
-    return total is None or count_budget_trials(study) < total
+    return total is None or count_budget_trials(study, trials) < total
 
 
 def _recover(study: optuna.Study, spec: StudySpec, *, own_trial_ids: set[int]) -> None:

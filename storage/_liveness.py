@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -142,13 +142,15 @@ def recover_stale_trials(
     return failed
 
 
-def count_budget_trials(study: optuna.Study) -> int:
-    """Count the trials that use up the study's budget.
+def count_budget_trials(study: optuna.Study, trials: Sequence[FrozenTrial] | None = None) -> int:
+    """Count the trials of `study` that use up its budget.
 
     Every trial counts, in any state, except the failed trials that a retry replaces (the retry
-    counts instead) and discarded trials that never ran.
+    counts instead) and discarded trials that never ran. `trials`, when given, are all of the
+    study's trials as the caller just read them, which saves reading them again.
     """
-    trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
+    if trials is None:
+        trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
     retries = sum(1 for trial in trials if SYSTEM_ATTR_FAILED_TRIAL in trial.system_attrs)
     discarded = sum(1 for trial in trials if trial.system_attrs.get(SYSTEM_ATTR_DISCARDED))
     return len(trials) - retries - discarded
