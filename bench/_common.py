@@ -89,14 +89,20 @@ class Context:
         self.databases.clear()
 
     def run_child(
-        self, module: str, tool: str, params: Params, *, timeout_s: float = 900
+        self,
+        module: str,
+        tool: str,
+        params: Params,
+        *,
+        label: str | None = None,
+        timeout_s: float = 900,
     ) -> Result:
         """Run one tool in a child process and return the result it printed.
 
-        The child's output goes to a log file under `log_dir`; a failed child raises
-        RuntimeError with the end of that log.
+        The child's output goes to the log file `<module>-<label>.log` under `log_dir`, where
+        `label` defaults to `tool`. A failed child raises RuntimeError with the end of that log.
         """
-        log_path = self.log_dir / f"{module.rsplit('.', 1)[-1]}-{tool}.log"
+        log_path = self.log_dir / f"{module.rsplit('.', 1)[-1]}-{label or tool}.log"
         command = [sys.executable, "-m", module, "--child", tool, json.dumps(params)]
         with log_path.open("w", encoding="utf-8") as log:
             completed = subprocess.run(

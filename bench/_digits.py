@@ -23,8 +23,9 @@ if TYPE_CHECKING:
     from hpo.search import StudySpec
 
 EXAMPLE = REPO_ROOT / "examples" / "digits.yaml"
-# The validation accuracy that the time-to-target benchmark waits for.
-TARGET_ACCURACY = 0.98
+# Validation accuracies that the time-to-target benchmark waits for. On digits' 360 validation
+# images, 0.98 means at most 7 wrong and 0.995 at most 1 wrong.
+TARGET_ACCURACIES = (0.98, 0.995)
 STUDY_NAME = "digits"
 
 
@@ -92,7 +93,7 @@ def summarize_study(study: optuna.Study, *, started_at: float, wall_s: float) ->
         "best_accuracy": max((float(t.values[0]) for t in complete), default=math.nan),
         "wall_s": wall_s,
         "epochs_per_s_per_trial": statistics.median(rates) if rates else math.nan,
-        "target_s": time_to_target(
+        "target_s": times_to_targets(
             [
                 (_timestamp(t.datetime_complete), float(t.values[0]))
                 for t in complete
@@ -103,12 +104,19 @@ def summarize_study(study: optuna.Study, *, started_at: float, wall_s: float) ->
     }
 
 
-def time_to_target(
-    finished: list[tuple[float, float]], *, started_at: float, target: float = TARGET_ACCURACY
-) -> float | None:
-    """Return seconds from `started_at` to the first (time, accuracy) at or above `target`."""
-    reached = [at for at, accuracy in finished if accuracy >= target]
-    return min(reached) - started_at if reached else None
+def times_to_targets(
+    finished: list[tuple[float, float]], *, started_at: float
+) -> dict[str, float | None]:
+    """Return, for each target accuracy, the seconds from `started_at` until a trial reached it.
+
+    `finished` holds (time, accuracy) of each complete trial. Keys are the targets as text, such
+    as "0.98", and a target no trial reached maps to None.
+    """
+    times: dict[str, float | None] = {}
+    for target in TARGET_ACCURACIES:
+        reached = [at for at, accuracy in finished if accuracy >= target]
+        times[f"{target:g}"] = min(reached) - started_at if reached else None
+    return times
 
 
 def _duration_s(trial: optuna.trial.FrozenTrial) -> float:

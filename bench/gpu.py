@@ -36,6 +36,7 @@ from bench._common import (
     Result,
     Row,
     Stopwatch,
+    format_seconds,
     new_run_id,
     render_table,
     server_url_from_env,
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             }
             sampler = GpuSampler()
             with sampler.sampling():
-                result = context.run_child(module, tool, params)
+                result = context.run_child(module, tool, params, label=f"{tool}-{pruner}")
             rows += _rows(label, result, sampler, n_train=n_train)
     finally:
         context.drop_databases()
@@ -152,19 +153,18 @@ def main(argv: list[str] | None = None) -> int:
 
 def _rows(label: str, result: Result, sampler: GpuSampler, *, n_train: int) -> list[Row]:
     per_trial = result["epochs_per_s_per_trial"] * n_train
-    reached = result["target_s"]
+    table = [
+        Row(
+            BENCHMARK,
+            f"{label}: wall time ({result['trials']} trials, {result['pruned']} pruned, "
+            f"{result['reported_steps']} epochs, best {result['best_accuracy']:.4f})",
+            format_seconds(result["wall_s"]),
+        )
+    ]
+    for target, seconds in result["target_s"].items():
+        table.append(Row(BENCHMARK, f"{label}: time to {target}", format_seconds(seconds)))
     return [
-        Row(
-            BENCHMARK,
-            f"{label}: {result['trials']} trials, {result['pruned']} pruned, "
-            f"{result['reported_steps']} epochs, best {result['best_accuracy']:.4f}",
-            f"{result['wall_s']:.1f} s",
-        ),
-        Row(
-            BENCHMARK,
-            f"{label}: time to 0.98",
-            "not reached" if reached is None else f"{reached:.1f} s",
-        ),
+        *table,
         Row(
             BENCHMARK,
             f"{label}: training samples/s per trial, median",

@@ -40,7 +40,7 @@ def measure(context: Context) -> dict[str, Result]:
             "trials": QUICK_TRIALS if context.quick else TRIALS,
             "epochs": QUICK_EPOCHS if context.quick else None,
         }
-        results[pruner] = context.run_child("bench.pruning", "hpo", params)
+        results[pruner] = context.run_child("bench.pruning", "hpo", params, label=f"hpo-{pruner}")
     return results
 
 

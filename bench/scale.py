@@ -118,6 +118,7 @@ def run(context: Context) -> list[Row]:
                 "server_url": context.server_url,
                 "parallelism": parallelism,
             },
+            label=f"connections-{parallelism}",
         )
     return rows(built, timed, launched, connections)
 

@@ -1,5 +1,7 @@
 """Time to target: wall time until the best validation accuracy on digits reaches 0.98.
 
+The same runs also give the time to 0.995, since on digits 0.98 comes within the first trials.
+
 hpo with the median pruner (the pruning benchmark's run, so it is not run twice) against plain
 Optuna without pruning (`study.optimize(n_jobs=2)`) and Ray Tune with ASHA, each with 60 trials
 of the built-in `cnn` objective over the search space of examples/digits.yaml, 2 at once, TPE
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
 
     from hpo.search import ParamSpec
 
-BENCHMARK = "3 time to 0.98"
+BENCHMARK = "3 time to target"
 TRIALS = 60
 QUICK_TRIALS = 6
 QUICK_EPOCHS = 4
@@ -62,30 +64,31 @@ def measure(context: Context) -> dict[str, Result]:
 
 def rows(results: dict[str, Result], hpo_median: Result) -> list[Row]:
     named = (
-        ("hpo, median pruner", hpo_median),
-        ("Optuna, no pruner", results["optuna"]),
-        ("Ray Tune, ASHA", results["tune"]),
+        ("hpo", "hpo, median pruner", hpo_median),
+        ("Optuna", "Optuna, no pruner", results["optuna"]),
+        ("Ray Tune", "Ray Tune, ASHA", results["tune"]),
     )
     table: list[Row] = []
-    for name, result in named:
+    for _, name, result in named:
         table.append(
             Row(
                 BENCHMARK,
-                f"{name}: time to 0.98 ({result['trials']} trials, best "
-                f"{result['best_accuracy']:.4f}, {result['reported_steps']} epochs)",
-                format_seconds(result["target_s"]),
+                f"{name}: wall time ({result['trials']} trials, {result['pruned']} pruned, "
+                f"{result['reported_steps']} epochs, best {result['best_accuracy']:.4f})",
+                format_seconds(result["wall_s"]),
             )
         )
-        table.append(Row(BENCHMARK, f"{name}: wall time", format_seconds(result["wall_s"])))
+        for target, seconds in result["target_s"].items():
+            table.append(Row(BENCHMARK, f"{name}: time to {target}", format_seconds(seconds)))
 
-    hpo_s = hpo_median["target_s"]
-    for name, result in named[1:]:
-        other_s = result["target_s"]
-        if hpo_s is None or other_s is None:
-            ratio = "not comparable: a tool did not reach 0.98"
-        else:
-            ratio = format_ratio(other_s / hpo_s)
-        table.append(Row(BENCHMARK, f"time to 0.98, {name.split(',')[0]} / hpo", ratio))
+    for target, hpo_s in hpo_median["target_s"].items():
+        for tool, _, result in named[1:]:
+            other_s = result["target_s"][target]
+            if hpo_s is None or other_s is None:
+                ratio = f"none: not every tool reached {target}"
+            else:
+                ratio = format_ratio(other_s / hpo_s)
+            table.append(Row(BENCHMARK, f"time to {target}, {tool} / hpo", ratio))
     return table
 
 
@@ -132,7 +135,7 @@ def _run_tune(params: Params) -> Result:
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    from bench._digits import digits_spec, resources, time_to_target, wall_clock
+    from bench._digits import digits_spec, resources, times_to_targets, wall_clock
     from bench._tune import init_local_cluster
 
     logging.getLogger("ray").setLevel(logging.WARNING)
@@ -205,7 +208,7 @@ def _run_tune(params: Params) -> Result:
         "best_accuracy": max((accuracy for _, accuracy in finished), default=float("nan")),
         "wall_s": wall_s,
         "epochs_per_s_per_trial": statistics.median(rates) if rates else math.nan,
-        "target_s": time_to_target(finished, started_at=started_at),
+        "target_s": times_to_targets(finished, started_at=started_at),
     }
 
 
