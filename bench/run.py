@@ -35,6 +35,8 @@ from bench._common import (
 )
 
 BENCHMARKS = ("overhead", "pruning", "target", "scale")
+# The package's code: uncommitted changes here change what the figures measure.
+PACKAGE_FOLDERS = ("hpo", "search", "objectives", "storage", "bench")
 # Load averages above this mean other work shares the CPUs, so the figures are slower.
 BUSY_LOAD = 1.0
 
@@ -153,17 +155,23 @@ def _memory_gib() -> float:
 
 
 def _git_commit() -> str:
+    """Return the commit, and the package files that differ from it, if any."""
     try:
-        completed = subprocess.run(
-            ["git", "describe", "--always", "--dirty"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+        commit = _git("rev-parse", "--short", "HEAD").strip()
+        changed = _git("status", "--porcelain", "--", *PACKAGE_FOLDERS).splitlines()
     except (OSError, subprocess.CalledProcessError):
         return "commit unknown"
-    return f"commit {completed.stdout.strip()}"
+    if not changed:
+        return f"commit {commit}"
+    paths = ", ".join(line[3:] for line in changed)
+    return f"commit {commit} with uncommitted changes to {paths}"
+
+
+def _git(*args: str) -> str:
+    completed = subprocess.run(
+        ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    return completed.stdout
 
 
 def _postgres_version(server_url: str) -> str:
