@@ -111,7 +111,8 @@ def validate(
     check_spec(spec, spec_path=study_file)
     _stdout.print(
         f"{study_file}: valid. Study {spec.study.name!r}, objective {spec.objective.name}, "
-        f"{len(spec.space)} parameters, sampler {spec.sampler.type}, pruner {spec.pruner.type}, "
+        f"{_count(len(spec.space), 'parameter')} in the file's space, "
+        f"sampler {spec.sampler.type}, pruner {spec.pruner.type}, "
         f"{_describe_budget(spec)}.",
         markup=False,
         highlight=False,
@@ -186,7 +187,7 @@ def launch(
             else "the running trials finished"
         )
         _stderr.print(
-            f"Launch stopped by Ctrl-C: {what}. Continue the study with:\n"
+            f"Launch stopped by Ctrl-C or SIGTERM: {what}. Continue the study with:\n"
             f"  {_continue_command(study_file, storage, n_trials)}",
             markup=False,
             highlight=False,
@@ -570,7 +571,7 @@ def storage_check(
         verdict = "the first launch creates the schema"
     _stdout.print(
         f"{report.url}: reachable; schema {current}, this Optuna writes {report.head_version} "
-        f"({verdict}); {report.studies} studies.",
+        f"({verdict}); {_count(report.studies, 'study', 'studies')}.",
         markup=False,
         highlight=False,
         soft_wrap=True,
@@ -629,6 +630,10 @@ def _configure(verbose: int, debug: bool) -> None:
     optuna.logging.disable_default_handler()
     optuna.logging.enable_propagation()
     optuna.logging.set_verbosity(logging.INFO if verbose >= 1 else logging.WARNING)
+
+
+def _count(number: int, noun: str, plural: str | None = None) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {plural or noun + 's'}"
 
 
 def _describe_budget(spec: StudySpec) -> str:

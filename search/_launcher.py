@@ -11,8 +11,11 @@ connections does not grow with the number of parallel trials.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import signal
+import socket
 import sys
 import time
 import warnings
@@ -24,7 +27,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from hpo.errors import ClusterError
+from hpo.errors import ClusterError, DatasetError, ObjectiveError
 from hpo.search._messages import (
     Completed,
     Event,
@@ -176,6 +179,8 @@ def launch(
             study, created = create_or_load(
                 storage, spec, study_name, sampler=build_sampler(spec), pruner=build_pruner(spec)
             )
+            if not created and spec.sampler.seed is not None:
+                study.sampler = build_sampler(_reseeded(spec, study))
         _logger.info(
             "%s study %r in %s: sampler %s, pruner %s, %s trials, %s at once",
             "Created" if created else "Continuing",
@@ -228,7 +233,13 @@ def check_spec(spec: StudySpec, *, spec_path: Path | None) -> StudySpec:
 
     search_paths = _objective_search_paths(spec_path)
     sys.path[:0] = [path for path in search_paths if path not in sys.path]
-    check_objective(spec.objective.name, spec.objective.args, param_names=spec.space.keys())
+    try:
+        check_objective(spec.objective.name, spec.objective.args, param_names=spec.space.keys())
+    except (ObjectiveError, DatasetError) as e:
+        if spec_path is None:
+            raise
+        # Name the file, as errors found while loading it do.
+        raise type(e)(f"{spec_path}: objective: {e}") from e
     return spec
 
 
@@ -267,7 +278,7 @@ class _TrialRunner:
 
         while True:
             if sigints() >= 2:
-                self._cancel_all("cancelled by a second Ctrl-C")
+                self._cancel_all("cancelled by a second Ctrl-C or by SIGTERM")
                 self.cancelled = True
                 return
             if sigints() == 1 and not self.interrupted:
@@ -351,7 +362,7 @@ class _TrialRunner:
                     "ignore", message="Heartbeat of storage is supposed", category=UserWarning
                 )
                 trial = self._study.ask()
-            self._heartbeat.beat([trial._trial_id], force=True)
+            self._heartbeat.start(trial._trial_id)
         params = suggest_params(trial, self._spec.space)
         worker = self._acquire_worker()
         worker.start.remote(trial.number, params)
@@ -379,6 +390,7 @@ class _TrialRunner:
     def _handle(self, ref: ray.ObjectRef[list[Event]]) -> None:
         import ray
         import ray.exceptions
+        from optuna.exceptions import UpdateFinishedTrialError
 
         active = self._active.pop(ref)
         try:
@@ -392,12 +404,23 @@ class _TrialRunner:
             return
 
         reply: Reply | None = None
-        for event in events:
-            if isinstance(event, (Completed, Pruned, Failed)):
-                self._finish(active, event)
-                self._release_worker(active.worker)
-                return
-            reply = self._handle_event(active, event)
+        try:
+            for event in events:
+                if isinstance(event, (Completed, Pruned, Failed)):
+                    self._finish(active, event)
+                    self._release_worker(active.worker)
+                    return
+                reply = self._handle_event(active, event)
+        except UpdateFinishedTrialError:
+            # Another launcher failed this trial as stale, which happens when this launcher
+            # could not record heartbeats for a grace period, and enqueued a retry of it.
+            _logger.warning(
+                "Trial %d was failed by another launcher while it ran here; stopping it, "
+                "since its retry takes its place.",
+                active.trial.number,
+            )
+            ray.kill(active.worker)
+            return
 
         active.pending = active.worker.exchange.remote(reply)
         self._active[active.pending] = active
@@ -570,6 +593,26 @@ def _log_completed(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> Non
     )
 
 
+def _reseeded(spec: StudySpec, study: optuna.Study) -> StudySpec:
+    """Give a continued study's sampler a seed of its own launch.
+
+    The file's seed makes the study's first launch reproducible. A later or concurrent launch
+    with the same seed would draw the same random parameters again, so it mixes in the number
+    of trials so far and this process's host and id.
+    """
+    seed = spec.sampler.seed
+    n_trials = len(study._storage.get_all_trials(study._study_id, deepcopy=False))
+    text = f"{seed}:{n_trials}:{socket.gethostname()}:{os.getpid()}"
+    launch_seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
+    _logger.info(
+        "Sampler seed %d for this launch: seed %s belongs to the study's first launch.",
+        launch_seed,
+        seed,
+    )
+    sampler = spec.sampler.model_copy(update={"seed": launch_seed})
+    return spec.model_copy(update={"sampler": sampler})
+
+
 def _may_ask(study: optuna.Study, total: int | None) -> bool:
     """Return whether a new trial may start: a retry waits, or the budget is not yet spent."""
     from optuna.trial import TrialState
@@ -635,7 +678,7 @@ def _ray_cluster(address: str | None) -> Iterator[None]:
         # A terminal sends Ctrl-C to the whole foreground process group. The processes of a
         # local cluster inherit an ignored SIGINT, so only the launcher gets it and stops its
         # trials in order, instead of losing its cluster underneath them.
-        with _sigint_ignored():
+        with _sigint_ignored(), _without_storage_variable():
             # "local" starts a new cluster even where $RAY_ADDRESS or an earlier `ray start`
             # names one, because joining a cluster takes an explicit address. A local cluster
             # picks free ports itself, so it never takes Ray's default head port 6379, which
@@ -673,6 +716,23 @@ def _check_cluster_resources(spec: StudySpec) -> None:
 
 
 @contextmanager
+def _without_storage_variable() -> Iterator[None]:
+    """Hide $HPO_STORAGE from the processes of a cluster that starts in the block.
+
+    Workers inherit the environment of the local cluster, and the URL may carry a password,
+    which workers never need: they do not open the database.
+    """
+    from hpo.storage import STORAGE_ENV_VAR
+
+    saved = os.environ.pop(STORAGE_ENV_VAR, None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ[STORAGE_ENV_VAR] = saved
+
+
+@contextmanager
 def _sigint_ignored() -> Iterator[None]:
     try:
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -688,15 +748,24 @@ def _sigint_ignored() -> Iterator[None]:
 
 @contextmanager
 def _sigint_counter() -> Iterator[Callable[[], int]]:
-    """Count Ctrl-C presses while the block runs, instead of raising KeyboardInterrupt."""
+    """Count Ctrl-C presses while the block runs, instead of raising KeyboardInterrupt.
+
+    SIGTERM, which `docker stop`, systemd and Kubernetes send, counts as two presses: the
+    running trials are cancelled and enqueued again, since the process is about to be killed.
+    """
     count = 0
 
-    def handle(signum: int, frame: FrameType | None) -> None:
+    def handle_sigint(signum: int, frame: FrameType | None) -> None:
         nonlocal count
         count += 1
 
+    def handle_sigterm(signum: int, frame: FrameType | None) -> None:
+        nonlocal count
+        count = max(count, 2)
+
     try:
-        previous = signal.signal(signal.SIGINT, handle)
+        previous_sigint = signal.signal(signal.SIGINT, handle_sigint)
+        previous_sigterm = signal.signal(signal.SIGTERM, handle_sigterm)
     except ValueError:
         # Signals can only be handled on the main thread; elsewhere Ctrl-C is not ours.
         yield lambda: count
@@ -704,4 +773,5 @@ def _sigint_counter() -> Iterator[Callable[[], int]]:
     try:
         yield lambda: count
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGINT, previous_sigint)
+        signal.signal(signal.SIGTERM, previous_sigterm)

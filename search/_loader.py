@@ -261,6 +261,9 @@ def _expand(value: object, path: KeyPath, document: _Document) -> object:
         if default is not None and not current:
             return str(default)
         if current is None:
+            if path == ("study", "storage"):
+                # --storage may replace it, so the command line decides whether it is missing.
+                return match.group(0)
             document.add(
                 path,
                 f"environment variable {name} is not set; set it, "

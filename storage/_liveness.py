@@ -47,14 +47,18 @@ class Heartbeat:
         self._clock = clock
         self._last_beat: float | None = None
 
-    def beat(self, trial_ids: Iterable[int], *, force: bool = False) -> None:
-        """Record heartbeats for `trial_ids` once `interval_s` has passed, or now with `force`."""
+    def beat(self, trial_ids: Iterable[int]) -> None:
+        """Record heartbeats for `trial_ids` once `interval_s` has passed since the last ones."""
         now = self._clock()
-        if not force and self._last_beat is not None and now - self._last_beat < self._interval_s:
+        if self._last_beat is not None and now - self._last_beat < self._interval_s:
             return
         for trial_id in trial_ids:
             self._storage.record_heartbeat(trial_id)
         self._last_beat = now
+
+    def start(self, trial_id: int) -> None:
+        """Record the first heartbeat of a new trial now, leaving the others' schedule alone."""
+        self._storage.record_heartbeat(trial_id)
 
 
 def retry_trial(study: optuna.Study, failed: FrozenTrial, *, max_retries: int | None) -> bool:

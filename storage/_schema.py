@@ -7,15 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hpo.errors import StorageError, UsageError
-from hpo.storage._url import mask_url, open_storage
+from hpo.errors import StorageError
+from hpo.storage._url import mask_url, open_storage, reject_foreign_tables
 
 if TYPE_CHECKING:
     import optuna
-
-# Optuna keeps its schema version in this table, so a database without it contains no Optuna
-# schema, whatever other tables it has.
-_OPTUNA_VERSION_TABLE = "version_info"
 
 
 @dataclass(frozen=True)
@@ -109,12 +105,7 @@ def _open_existing(url: str, tables: list[str]) -> optuna.storages.RDBStorage | 
 
     if not tables:
         return None
-    if _OPTUNA_VERSION_TABLE not in tables:
-        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
-        raise UsageError(
-            f"the database at {mask_url(url)} contains tables of another application ({shown}) "
-            "and no Optuna schema; give hpo a database of its own"
-        )
+    reject_foreign_tables(url, tables)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sqlite3
 import warnings
 from collections.abc import Iterator
@@ -37,15 +38,29 @@ _MAX_OVERFLOW = 2
 # application of the database uses; this one spells "hpo-schm" in ASCII.
 _SCHEMA_LOCK_KEY = 0x68706F2D7363686D
 _SCHEMA_ATTEMPTS = 3
+# Optuna keeps its schema version in this table, so a database without it contains no Optuna
+# schema, whatever other tables it has.
+OPTUNA_VERSION_TABLE = "version_info"
 MAX_CONNECTIONS = _POOL_SIZE + _MAX_OVERFLOW
 
 
 def resolve_storage_url(flag: str | None, from_study_file: str | None = None) -> str:
-    """Pick the storage URL: the flag, then the study file, then $HPO_STORAGE, then the default."""
-    for candidate in (flag, from_study_file, os.environ.get(STORAGE_ENV_VAR)):
-        if candidate:
-            return candidate
-    return DEFAULT_STORAGE_URL
+    """Pick the storage URL: the flag, then the study file, then $HPO_STORAGE, then the default.
+
+    The study file's URL still contains ``${NAME}`` when its variable was not set, which is
+    an error only when no flag replaces it.
+    """
+    if flag:
+        return flag
+    if from_study_file:
+        unset = re.search(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", from_study_file)
+        if unset:
+            raise UsageError(
+                f"study.storage uses the environment variable {unset.group(1)}, which is not "
+                "set; set it, or pass --storage"
+            )
+        return from_study_file
+    return os.environ.get(STORAGE_ENV_VAR) or DEFAULT_STORAGE_URL
 
 
 def mask_url(url: str) -> str:
@@ -56,6 +71,9 @@ def mask_url(url: str) -> str:
         # An unparsable URL cannot be masked field by field, so hide everything after "://".
         scheme, separator, _ = url.partition("://")
         return f"{scheme}://***" if separator else "***"
+    # libpq also takes the password as a query parameter, ?password=...
+    if "password" in parsed.query:
+        parsed = parsed.update_query_dict({"password": "***"})
     return parsed.render_as_string(hide_password=True)
 
 
@@ -101,6 +119,7 @@ def open_storage(
         # RDBStorage's heartbeat arguments are marked experimental since Optuna 2.9 and still
         # are in 5.1. hpo depends on them for stale-trial recovery, and its tests pin the
         # behaviour, so the warning would only confuse users.
+        reject_foreign_tables(url, _table_names(parsed))
         with warnings.catch_warnings(), _schema_lock(parsed):
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             for attempt in range(1, _SCHEMA_ATTEMPTS + 1):
@@ -134,6 +153,41 @@ def open_storage(
         ) from e
 
 
+def reject_foreign_tables(url: str, tables: list[str]) -> None:
+    """Raise `UsageError` if the database has tables but no Optuna schema among them.
+
+    Optuna would add its tables next to another application's, so hpo refuses such a database
+    before writing anything.
+    """
+    if tables and OPTUNA_VERSION_TABLE not in tables:
+        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise UsageError(
+            f"the database at {mask_url(url)} contains tables of another application ({shown}) "
+            "and no Optuna schema; give hpo a database of its own"
+        )
+
+
+def _table_names(parsed: URL) -> list[str]:
+    """List the database's tables through a connection of its own, closed before returning."""
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").exists():
+        return []
+
+    connect_args: dict[str, object] = {}
+    if parsed.get_backend_name() == "postgresql":
+        connect_args = {
+            "connect_timeout": _CONNECT_TIMEOUT_S,
+            "application_name": APPLICATION_NAME,
+        }
+    engine = sqlalchemy.create_engine(parsed, poolclass=NullPool, connect_args=connect_args)
+    try:
+        return sqlalchemy.inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+
+
 @contextmanager
 def _schema_lock(parsed: URL) -> Iterator[None]:
     """Hold a PostgreSQL advisory lock while Optuna creates or checks its tables.
@@ -150,7 +204,9 @@ def _schema_lock(parsed: URL) -> Iterator[None]:
     from sqlalchemy.pool import NullPool
 
     engine = sqlalchemy.create_engine(
-        parsed, poolclass=NullPool, connect_args={"connect_timeout": _CONNECT_TIMEOUT_S}
+        parsed,
+        poolclass=NullPool,
+        connect_args={"connect_timeout": _CONNECT_TIMEOUT_S, "application_name": APPLICATION_NAME},
     )
     try:
         with engine.connect() as connection:
@@ -174,7 +230,8 @@ def _parse(url: str) -> URL:
 
     try:
         return make_url(url)
-    except sqlalchemy.exc.ArgumentError as e:
+    except (sqlalchemy.exc.ArgumentError, ValueError) as e:
+        # A ValueError comes from a password with an unencoded "@" or ":", among others.
         raise UsageError(
             f"invalid storage URL {url.partition('://')[0]}://***: expected a SQLAlchemy URL "
             "such as sqlite:///hpo.db or postgresql+psycopg2://user@host:5432/db"

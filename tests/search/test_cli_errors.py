@@ -129,7 +129,7 @@ def test_validate_prints_summary(tmp_path: Path) -> None:
 
     assert result.exit_code == 0, result.output
     assert result.output.startswith(f"{study_file}: valid.")
-    assert "1 parameters" in result.output
+    assert "1 parameter in the file's space" in result.output
 
 
 def test_status_of_unknown_study(tmp_path: Path) -> None:

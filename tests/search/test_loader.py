@@ -450,12 +450,24 @@ def test_unset_variable_is_a_problem(monkeypatch: pytest.MonkeyPatch) -> None:
         + "cluster:\n  address: ${HPO_OTHER}\n"
     )
 
+    # An unset variable in study.storage is left for --storage to replace (see the next test).
     assert found == [
-        "study.yaml:3: study.storage: environment variable HPO_STORAGE is not set; set it, "
-        "or give a default as ${HPO_STORAGE:-default}",
         "study.yaml:9: cluster.address: environment variable HPO_OTHER is not set; set it, "
         "or give a default as ${HPO_OTHER:-default}",
     ]
+
+
+def test_unset_storage_variable_left_for_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hpo.errors import UsageError
+    from hpo.storage import resolve_storage_url
+
+    monkeypatch.delenv("HPO_STORAGE", raising=False)
+    spec = parse_spec(MINIMAL.replace("name: demo", "name: demo\n  storage: ${HPO_STORAGE}"))
+
+    assert spec.study.storage == "${HPO_STORAGE}"
+    assert resolve_storage_url("sqlite:///flag.db", spec.study.storage) == "sqlite:///flag.db"
+    with pytest.raises(UsageError, match="uses the environment variable HPO_STORAGE, which is"):
+        resolve_storage_url(None, spec.study.storage)
 
 
 def test_malformed_variable_reference() -> None:
