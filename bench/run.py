@@ -67,18 +67,19 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     stopwatch = Stopwatch()
+    loads: list[str] = []
     rows: list[Row] = []
     try:
-        rows = run_benchmarks(context, selected)
+        rows = run_benchmarks(context, selected, loads)
     finally:
         context.drop_databases()
         shutil.rmtree(work_dir, ignore_errors=True)
 
     table = render_table(rows)
+    loads.append(f"{os.getloadavg()[0]:.2f} at the end")
     footer = (
-        f"Ran in {stopwatch.elapsed() / 60:.1f} min; 1-minute load average "
-        f"{load_before:.2f} at the start, {os.getloadavg()[0]:.2f} at the end. "
-        f"Logs: {log_dir.relative_to(REPO_ROOT)}/"
+        f"Ran in {stopwatch.elapsed() / 60:.1f} min. 1-minute load average: "
+        f"{', '.join(loads)}. Logs: {log_dir.relative_to(REPO_ROOT)}/"
     )
     print()
     print(table)
@@ -89,26 +90,29 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_benchmarks(context: Context, selected: list[str]) -> list[Row]:
-    """Run the selected benchmarks in order and return their rows."""
+def run_benchmarks(context: Context, selected: list[str], loads: list[str]) -> list[Row]:
+    """Run the selected benchmarks in order and return their rows.
+
+    The load average at the start of each benchmark is appended to `loads`, for the record.
+    """
     rows: list[Row] = []
     if "overhead" in selected:
-        _progress("1/4 orchestration overhead")
+        _start("overhead", loads)
         rows += overhead.run(context)
 
     pruning_results = None
     if "pruning" in selected or "target" in selected:
         # The time-to-target benchmark reuses the pruning benchmark's median-pruner run.
-        _progress("2/4 pruning")
+        _start("pruning", loads)
         pruning_results = pruning.measure(context)
     if "pruning" in selected and pruning_results is not None:
         rows += pruning.rows(pruning_results)
     if "target" in selected and pruning_results is not None:
-        _progress("3/4 time to target")
+        _start("target", loads)
         rows += target.rows(target.measure(context), pruning_results["median"])
 
     if "scale" in selected:
-        _progress("4/4 scale")
+        _start("scale", loads)
         rows += scale.run(context)
     return rows
 
@@ -184,8 +188,10 @@ def _postgres_version(server_url: str) -> str:
         connection.close()
 
 
-def _progress(message: str) -> None:
-    print(f"-- {message}", file=sys.stderr, flush=True)
+def _start(benchmark: str, loads: list[str]) -> None:
+    load = os.getloadavg()[0]
+    loads.append(f"{load:.2f} at the start of {benchmark}")
+    print(f"-- {benchmark} (load average {load:.2f})", file=sys.stderr, flush=True)
 
 
 def _selected(only: str | None) -> list[str]:
