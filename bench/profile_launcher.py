@@ -161,9 +161,11 @@ def main(argv: list[str] | None = None) -> int:
         first_start, last_end, trials = read_timestamps(timestamps)
 
     window_s = last_end - first_start
-    print(f"{trials} trials, 2 at once: {window_s:.2f} s from the first trial's start to the ")
-    print(f"last trial's end ({1000 * window_s / trials:.1f} ms a trial), {total_s:.2f} s in all;")
-    print(f"{statements[0] / trials:.0f} SQL statements a trial.\n")
+    print(
+        f"{trials} trials, 2 at once: {window_s:.2f} s from the first trial's start to the last "
+        f"trial's end ({1000 * window_s / trials:.1f} ms a trial), {total_s:.2f} s in all, "
+        f"{statements[0] / trials:.0f} SQL statements a trial.\n"
+    )
     print(f"{'step':<52} {'ms/trial':>9} {'calls/trial':>12}")
     for _, _, label, indent in _TIMED:
         seconds = timers.seconds.get(label, 0.0)
