@@ -40,9 +40,8 @@ STEPS = 10
 PARALLELISM = 2
 TRIALS = 200
 QUICK_TRIALS = 20
-# Ray Tune's default starts a new worker process for every trial, about 2 s a trial on 2 cores,
-# so that run has fewer trials to keep the whole benchmark within minutes. Its overhead per
-# trial is steady from the first few trials on.
+# Ray Tune's default starts a new worker process for every trial, over a second a trial on 2
+# cores, so that run has fewer trials to keep the whole benchmark within minutes.
 TUNE_DEFAULT_TRIALS = 40
 TUNE_DEFAULT = "Ray Tune (default: new actor per trial)"
 TUNE_REUSE = "Ray Tune (reuse_actors=True)"
