@@ -109,7 +109,7 @@ def times_to_targets(
 ) -> dict[str, float | None]:
     """Return, for each target accuracy, the seconds from `started_at` until a trial reached it.
 
-    `finished` holds (time, accuracy) of each complete trial. Keys are the targets as text, such
+    `finished` contains (time, accuracy) of each complete trial. Keys are the targets as text, such
     as "0.98", and a target no trial reached maps to None.
     """
     times: dict[str, float | None] = {}

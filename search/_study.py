@@ -1,9 +1,9 @@
 """Creating a study or continuing it: directions, the stored search space, initialization.
 
 A study that hpo created carries its search space in the system attribute ``hpo:space`` and
-the marker ``hpo:initialized``, written last. A study without the marker was either made by
-plain Optuna or by a launcher that died while creating it; either way the next launch
-initializes it, so no study is left half-made once it is launched again.
+the marker ``hpo:initialized``, written last. A study without the marker was made either by
+plain Optuna or by a launcher that died while creating it. Either way the next launch
+initializes it, so no study stays half-made once it is launched again.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Where studies live: storage URLs, retries, trial liveness and the study lock."""
+"""Study storage: URLs, retries, trial liveness and the study lock."""
 
 from hpo.storage._liveness import (
     Heartbeat,

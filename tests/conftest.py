@@ -418,8 +418,8 @@ def ray_cluster() -> Iterator[None]:
 def restore_root_logging() -> Iterator[None]:
     """Put back the root logger's handlers after each test.
 
-    The CLI's commands replace them with a handler on the stream they write to, which CliRunner
-    closes when the command returns; a later test's log record would then fail to write.
+    The CLI's commands replace them with a handler on the stream they write to. CliRunner closes
+    that stream when the command returns, so a later test's log record would fail to write.
     """
     import logging
 
