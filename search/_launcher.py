@@ -177,7 +177,12 @@ def launch(
         _check_cluster_resources(spec)
         with study_lock(storage, study_name):
             study, created = create_or_load(
-                storage, spec, study_name, sampler=build_sampler(spec), pruner=build_pruner(spec)
+                storage,
+                spec,
+                study_name,
+                sampler=build_sampler(spec),
+                pruner=build_pruner(spec),
+                existing=existing,
             )
             if not created and spec.sampler.seed is not None:
                 study.sampler = build_sampler(_reseeded(spec, study))

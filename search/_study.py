@@ -140,22 +140,30 @@ def create_or_load(
     *,
     sampler: optuna.samplers.BaseSampler,
     pruner: optuna.pruners.BasePruner,
+    existing: optuna.Study | None = None,
 ) -> tuple[optuna.Study, bool]:
     """Create the study, or load it, and finish its initialization if that is missing.
 
-    Returns the study and whether this call initialized it. Callers hold the study lock, so
-    two launchers never initialize one study at once.
+    Returns the study and whether this call initialized it. `existing` is the study as the
+    caller already loaded it: reusing it keeps the trials it has read, which on a large study
+    take seconds to read again. Callers hold the study lock, so two launchers never initialize
+    one study at once.
     """
     import optuna
 
-    study = optuna.create_study(
-        storage=storage,
-        study_name=study_name,
-        directions=spec.directions,
-        sampler=sampler,
-        pruner=pruner,
-        load_if_exists=True,
-    )
+    if existing is not None:
+        study = existing
+        study.sampler = sampler
+        study.pruner = pruner
+    else:
+        study = optuna.create_study(
+            storage=storage,
+            study_name=study_name,
+            directions=spec.directions,
+            sampler=sampler,
+            pruner=pruner,
+            load_if_exists=True,
+        )
     system_attrs = storage.get_study_system_attrs(study._study_id)
     if system_attrs.get(SYSTEM_ATTR_INITIALIZED):
         _store_space(study, spec)
